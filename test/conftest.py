@@ -27,3 +27,21 @@ def real_file(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"real recording {path} is absent (set SPIKEMS_REAL_DATA)")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_ros_domain():
+    """Keep DDS discovery on this machine and apart from concurrent test runs.
+
+    Discovery stays on loopback, and each test session gets its own domain id so
+    two runs on one machine do not see each other's topics.
+    """
+    previous = {name: os.environ.get(name) for name in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_DOMAIN_ID"] = str(os.getpid() % 100 + 1)
+    yield
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
