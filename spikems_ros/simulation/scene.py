@@ -38,7 +38,7 @@ class CameraMotion:
 
     start_px: tuple  # texture coordinates seen at the image centre at t = 0
     velocity_px_s: tuple  # mean drift of T(t)
-    wobble_px: tuple  # amplitude of the sinusoidal shake added to T(t), per axis
+    wobble_px: tuple  # amplitude of the sinusoidal shake added to T(t), per axis; scales with the speed
     wobble_hz: tuple  # frequency of that shake, per axis
     wobble_phase: tuple  # phase of that shake in radians, per axis
     roll_rate_rad_s: float  # constant part of phi(t)
@@ -144,11 +144,11 @@ def _sample_camera(config: SceneConfig, rng: np.random.Generator, texture_size_p
     return CameraMotion(
         start_px=tuple(rng.uniform(0, texture_size_px, 2)),
         velocity_px_s=(speed * math.cos(heading), speed * math.sin(heading)),
-        wobble_px=tuple(rng.uniform(2.0, 10.0, 2)),
+        wobble_px=tuple(speed * rng.uniform(0.02, 0.08, 2)),
         wobble_hz=tuple(rng.uniform(0.5, 2.0, 2)),
         wobble_phase=tuple(rng.uniform(0, 2 * math.pi, 2)),
         roll_rate_rad_s=roll_rate,
-        roll_wobble_rad=math.radians(rng.uniform(0.0, 2.0)),
+        roll_wobble_rad=math.radians(config.camera_rotation_deg_s * rng.uniform(0.0, 0.2)),
         roll_wobble_hz=rng.uniform(0.2, 1.0),
         zoom_log_amplitude=rng.uniform(0.0, config.camera_zoom),
         zoom_hz=rng.uniform(0.1, 0.5),
@@ -236,7 +236,9 @@ def render_frame(scene: Scene, time_s: float, offsets: tuple) -> tuple:
     """Render the scene at ``time_s``.
 
     Returns (log intensity float32 (H, W), labels uint8 (H, W)) where a label is
-    the id of the front-most object covering at least half the pixel, else 0.
+    the id of the front-most object covering any part of the pixel, else 0. Any
+    part counts because a partly covered pixel already changes with the object,
+    and labelling it background would mislabel the events of moving outlines.
     Intensities are composited in linear space, as light adds up on the sensor,
     and the logarithm is taken last.
     """
@@ -282,6 +284,6 @@ def render_frame(scene: Scene, time_s: float, offsets: tuple) -> tuple:
         box_width = column_stop - column_start
         pixel = (row_start + covered // box_width) * scene.width + column_start + covered % box_width
         flat_intensity[pixel] += coverage * (colour - flat_intensity[pixel])
-        flat_labels[pixel[coverage >= 0.5]] = scene_object.object_id
+        flat_labels[pixel] = scene_object.object_id
 
     return np.log(intensity), labels
