@@ -269,6 +269,13 @@ def test_encoder_bridges_hours_long_gap():
     assert as_tuples(decoded) == as_tuples(events)
 
 
+def test_encoder_rejects_gap_of_centuries():
+    events = make_events([0, 0], [0, 0], [0, 2**60], [0, 0])
+
+    with pytest.raises(ValueError, match="time words"):
+        encode_evt3(events)
+
+
 def test_empty_events_encode_to_empty_payload():
     empty = make_events([], [], [], [])
 

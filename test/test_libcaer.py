@@ -143,3 +143,13 @@ def test_libcaer_cmp_odd_length_raises():
 def test_libcaer_cmp_y_beyond_11_bits_raises():
     with pytest.raises(DecodeError, match="2048"):
         decode_libcaer_cmp(cmp_words(0x2000, 0x4000 | 2040, 0x5000, 0x5000 | 1), 0)
+
+
+def test_libcaer_second_wrap_raises():
+    payload = libcaer_payload([(1, 1, 1, 100), (1, 1, 1, 5), (1, 1, 1, 9), (1, 1, 1, 2)])
+
+    with pytest.raises(DecodeError) as raised:
+        decode_libcaer(payload, 0)
+
+    assert raised.value.offset_bytes == 3 * 8 + 4
+    assert "second time" in str(raised.value)

@@ -5,8 +5,10 @@ import logging
 import numpy as np
 import pytest
 from conftest import real_file
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from spikems_ros.events.dtype import make_events
+from spikems_ros.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE, make_events
 from spikems_ros.events.errors import DecodeError
 from spikems_ros.events.message_definitions import EVENT_PACKET_MSG
 from spikems_ros.events.mono import encode_mono
@@ -172,6 +174,23 @@ def test_invalid_evt3_payload_raises_decode_error():
         PacketDecoder().decode("evt3", b"\x00\x90", time_base_ns=0, stamp_ns=0)
 
     assert raised.value.encoding == "evt3"
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SUPPORTED_ENCODINGS), st.binary(max_size=256), st.booleans(), st.booleans())
+def test_random_bytes_decode_or_raise_decode_error(encoding, payload, is_bigendian, epoch_time_base):
+    time_base_ns = EPOCH_US * 1000 if epoch_time_base else 0
+    try:
+        decoded = PacketDecoder().decode(
+            encoding, payload, time_base_ns=time_base_ns, stamp_ns=EPOCH_US * 1000, is_bigendian=is_bigendian
+        )
+    except DecodeError as error:
+        assert error.encoding == encoding
+        assert 0 <= error.offset_bytes <= len(payload)
+        return
+
+    assert decoded.events.dtype == EVENT_DTYPE
+    assert decoded.triggers.dtype == TRIGGER_DTYPE
 
 
 def test_encode_packet_payload_rejects_libcaer():

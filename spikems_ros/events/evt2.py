@@ -23,6 +23,7 @@ import numpy as np
 from spikems_ros.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE
 from spikems_ros.events.payload import (
     DecodedPayload,
+    check_bridging_word_count,
     check_sorted_by_time,
     empty_payload,
     payload_words,
@@ -169,6 +170,7 @@ def encode_evt2(events: np.ndarray, *, previous_time_us: int | None = None) -> b
     previous_high[0] = time_high[0] if previous_time_us is None else previous_time_us >> TIME_LOW_BITS
     high_word_counts = -(-(time_high - previous_high) // ENCODER_MAX_TIME_HIGH_STEP)
     high_word_counts[0] = max(high_word_counts[0], 1)
+    check_bridging_word_count(int(high_word_counts.sum()), ENCODING)
 
     word_counts = high_word_counts + 1
     first_word = np.cumsum(word_counts) - word_counts

@@ -31,6 +31,7 @@ from spikems_ros.events.errors import DecodeError
 from spikems_ros.events.payload import (
     POPCOUNT_12,
     DecodedPayload,
+    check_bridging_word_count,
     check_sorted_by_time,
     empty_payload,
     payload_words,
@@ -303,6 +304,7 @@ def encode_evt3(events: np.ndarray, *, previous_time_us: int | None = None) -> b
     previous_high[0] = time_high[0] if previous_time_us is None else previous_time_us >> TIME_LOW_BITS
     high_word_counts = -(-(time_high - previous_high) // ENCODER_MAX_TIME_HIGH_STEP)
     high_word_counts[0] = max(high_word_counts[0], 1)
+    check_bridging_word_count(int(high_word_counts.sum()), ENCODING)
 
     is_first = np.zeros(count, dtype=bool)
     is_first[0] = True

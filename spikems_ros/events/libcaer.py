@@ -4,6 +4,7 @@
 microseconds, as libcaer's polarity events lie in memory. x = (data >> 17) &
 0x7FFF, y = (data >> 2) & 0x7FFF, polarity = bit 1. The timestamp has 31 bits,
 and a timestamp lower than its predecessor means it wrapped, which adds 2**31 us.
+A second wrap in one payload raises DecodeError.
 Time = time_base + timestamp * 1000 ns.
 
 ``libcaer_cmp``: 16-bit words with the word type in bits 12-15, as written by
@@ -92,9 +93,18 @@ def decode_libcaer(payload, time_base_ns: int, *, is_bigendian: bool = False) ->
             f"negative timestamp {int(timestamps_us[index])} us; libcaer timestamps are 31-bit",
         )
 
-    wraps = np.zeros(timestamps_us.size, dtype=np.int64)
-    wraps[1:] = np.cumsum(timestamps_us[1:] < timestamps_us[:-1])
-    timestamps_us += wraps * LIBCAER_TIMESTAMP_WRAP_US
+    # A payload covers milliseconds, so it can contain at most one wrap (the
+    # timestamp wraps every 35.8 minutes). More wraps mean corrupt timestamps.
+    wrapped = np.flatnonzero(timestamps_us[1:] < timestamps_us[:-1]) + 1
+    if wrapped.size > 1:
+        raise DecodeError(
+            LIBCAER_ENCODING,
+            int(wrapped[1]) * LIBCAER_EVENT_BYTES + 4,
+            f"timestamp {int(timestamps_us[wrapped[1]])} us goes back a second time in one payload; "
+            "expected at most one wrap of the 31-bit timestamp",
+        )
+    if wrapped.size:
+        timestamps_us[wrapped[0]:] += LIBCAER_TIMESTAMP_WRAP_US
 
     events = np.empty(records.size, dtype=EVENT_DTYPE)
     events["x"] = (data >> 17) & LIBCAER_COORDINATE_MASK

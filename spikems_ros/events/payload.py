@@ -138,6 +138,21 @@ def validate_events(events, encoding: str, max_x: int, max_y: int) -> np.ndarray
     return events
 
 
+# Limit on the TIME_HIGH words an encoder adds to bridge gaps between events:
+# 8 MiB of EVT 3.0 words, which bridge about 1.1 years.
+MAX_BRIDGING_TIME_HIGH_WORDS = 1 << 22
+
+
+def check_bridging_word_count(word_count: int, encoding: str) -> None:
+    """Raise ValueError when bridging the gaps between events needs too many TIME_HIGH words."""
+    if word_count > MAX_BRIDGING_TIME_HIGH_WORDS:
+        raise ValueError(
+            f"cannot encode events as {encoding}: the gaps between event times need "
+            f"{word_count} time words, more than the limit {MAX_BRIDGING_TIME_HIGH_WORDS}; "
+            "check that t is in microseconds and previous_time_us belongs to this stream"
+        )
+
+
 def check_sorted_by_time(times_us: np.ndarray, encoding: str) -> None:
     """Raise ValueError naming the first event whose time is earlier than its predecessor's."""
     unsorted = np.flatnonzero(np.diff(times_us) < 0)
