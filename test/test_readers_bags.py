@@ -231,6 +231,33 @@ def test_event_packet_bag_matches_decoder(tmp_path, kind):
     assert recording.topic == "/event_camera/events"
 
 
+def test_unsupported_encoding_names_message(tmp_path):
+    store = event_typestore(False)
+    message = packet_message(store, False, b"\x00" * 8, 0, encoding="trigger")
+    path = write_bag(tmp_path / "trigger", "sqlite3", {"/event_camera/events": (EVENT_PACKET, [message])})
+
+    with pytest.raises(FileFormatError, match=r"cannot decode message 1 of 1 .*unsupported encoding 'trigger'"):
+        read_file(path)
+
+
+def evt3_words(*words) -> bytes:
+    return np.array(words, "<u2").tobytes()
+
+
+def test_untimed_evt3_events_reported(tmp_path, caplog):
+    # ADDR_Y 5, ADDR_X 3 before any time word, then TIME_HIGH 1, TIME_LOW 2, ADDR_X 4.
+    payload = evt3_words(0x0005, 0x2003, 0x8001, 0x6002, 0x2004)
+    store = event_typestore(False)
+    message = packet_message(store, False, payload, 0, encoding="evt3")
+    path = write_bag(tmp_path / "evt3", "sqlite3", {"/event_camera/events": (EVENT_PACKET, [message])})
+
+    with caplog.at_level(logging.WARNING):
+        recording = read_file(path)
+
+    np.testing.assert_array_equal(recording.events["x"], [4])
+    assert "1 evt3 events on /event_camera/events came before the first time words" in caplog.text
+
+
 def two_topic_bag(tmp_path):
     store = event_typestore(False)
     messages = [array_message(store, DVS_ARRAY, False, MESSAGE_EVENTS[0])]

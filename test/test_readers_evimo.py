@@ -144,7 +144,12 @@ def test_mask_png_must_be_16_bit(tmp_path):
 
 @pytest.mark.parametrize(
     ("line", "message"),
-    [("0.1 2 3", "expected 't x y p'"), ("0.1 2.5 3 1", "x = 2.5"), ("0.1 2 3 2", "event 4 .* polarity 2,")],
+    [
+        ("0.1 2 3", "expected 't x y p'"),
+        ("0.1 2.5 3 1", "x = 2.5"),
+        ("0.1 2 3 2", "event 4 .* polarity 2,"),
+        ("nan 2 3 1", "time nan"),
+    ],
 )
 def test_invalid_events_txt(tmp_path, line, message):
     folder = write_txt_folder(tmp_path / "seq")
@@ -303,6 +308,23 @@ def test_evimo2_without_masks_or_info(tmp_path):
 
     np.testing.assert_array_equal(recording.events, EXPECTED_EVENTS)
     assert recording.masks is None
+
+
+def test_evimo2_damaged_mask_archive(tmp_path):
+    folder = write_evimo2_folder(tmp_path / "cam")
+    mask_path = folder / "dataset_mask.npz"
+    mask_path.write_bytes(mask_path.read_bytes()[:100])
+
+    with pytest.raises(FileFormatError, match="cannot read the npz archive"):
+        read_file(folder)
+
+
+def test_truncated_npz(tmp_path):
+    path = write_npz(tmp_path / "seq.npz")
+    path.write_bytes(path.read_bytes()[:200])
+
+    with pytest.raises(FileFormatError, match="zip"):
+        read_file(path)
 
 
 def test_topic_rejected_for_evimo(tmp_path):

@@ -98,8 +98,10 @@ def read_bag(path: Path, format_name: str, topic: str | None = None) -> Recordin
     try:
         reader.open()
     except BAG_ERRORS as error:
+        # A ROS 1 bag cut short loses the index at its end, which 'rosbag reindex' rebuilds.
+        hint = "; 'rosbag reindex' may repair a ROS 1 bag cut short" if is_ros1 else ""
         raise FileFormatError(
-            path, f"cannot open the {format_name} bag, 0 messages read: {error}"
+            path, f"cannot open the {format_name} bag, 0 messages read: {error}{hint}"
         ) from error
 
     try:
@@ -161,12 +163,19 @@ def _read_topic(path, reader, connections, topic, format_name, is_ros1) -> Recor
             trigger_chunks.append(triggers)
             resolutions.add((width, height))
             read_count += 1
-    except (*BAG_ERRORS, DecodeError) as error:
+    except BAG_ERRORS as error:
         raise FileFormatError(
             path,
             f"damaged bag: {read_count} of {total} messages on {topic!r} read before "
             f"message {read_count + 1} failed: {error}",
         ) from error
+    except DecodeError as error:
+        raise FileFormatError(
+            path,
+            f"cannot decode message {read_count + 1} of {total} on {topic!r} "
+            f"({read_count} messages read): {error}",
+        ) from error
+    decode_message.report_dropped(path, topic)
 
     events = np.concatenate(event_chunks) if event_chunks else np.zeros(0, EVENT_DTYPE)
     triggers = np.concatenate(trigger_chunks) if trigger_chunks else np.zeros(0, TRIGGER_DTYPE)
@@ -260,6 +269,13 @@ class _PacketMessageDecoder:
         )
         return decoded.events, decoded.triggers, int(message.width), int(message.height)
 
+    def report_dropped(self, path, topic: str) -> None:
+        """Warn about evt3 events the decoder dropped because no time words preceded them."""
+        dropped = self.decoder.untimed_events_dropped
+        if dropped:
+            LOG.warning("%s: %d evt3 events on %s came before the first time words and "
+                        "have no time; the decoder dropped them", path, dropped, topic)
+
 
 class _ArrayMessageDecoder:
     """Decode dvs_msgs or prophesee_event_msgs EventArray messages.
@@ -290,6 +306,9 @@ class _ArrayMessageDecoder:
             parsed = self._deserialize_array(connection, raw)
         events, width, height = parsed
         return events, np.zeros(0, TRIGGER_DTYPE), width, height
+
+    def report_dropped(self, path, topic: str) -> None:
+        """Event arrays drop nothing; present so both decoders share one interface."""
 
     def _deserialize_array(self, connection, raw):
         store = self.typestores[connection.id]

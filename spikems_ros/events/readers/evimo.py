@@ -27,9 +27,11 @@ unpickling an untrusted file can run arbitrary code.
 
 import ast
 import logging
+import pickle
 import re
 import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -96,9 +98,16 @@ def read_events_txt(path: Path) -> np.ndarray:
 def events_from_columns(path, times_s, x, y, p) -> np.ndarray:
     """Build EVENT_DTYPE events from float columns, checking coordinates and polarity.
 
-    Raises FileFormatError naming the first event whose coordinate is not a
-    whole number in 0..65535 or whose polarity is not 0 or 1.
+    Raises FileFormatError naming the first event whose time is not finite,
+    whose coordinate is not a whole number in 0..65535, or whose polarity is
+    not 0 or 1.
     """
+    bad = ~np.isfinite(times_s)
+    if np.any(bad):
+        index = int(np.argmax(bad))
+        raise FileFormatError(
+            path, f"event {index} (counting from 0) has time {float(times_s[index])!r}, expected seconds"
+        )
     for name, values in (("x", x), ("y", y)):
         bad = (values < 0) | (values > np.iinfo(np.uint16).max) | (values != np.floor(values))
         if np.any(bad):
@@ -145,7 +154,7 @@ def _read_txt_masks(path: Path, meta: dict | None):
         return None, None
 
     masks = np.stack([read_mask_png(_mask_png_path(path, str(f["gt_frame"]))) for f in frames])
-    mask_times_us = seconds_to_us([float(f["ts"]) for f in frames])
+    mask_times_us = seconds_to_us([_frame_time_s(path / "meta.txt", f) for f in frames])
     return masks, mask_times_us
 
 
@@ -197,7 +206,7 @@ def object_ids(mask_values: np.ndarray) -> np.ndarray:
 
 def read_evimo_npz(path: Path, *, allow_pickle: bool = False) -> Recording:
     """Read an EV-IMO .npz file: events, and masks with their times when present."""
-    with np.load(path, allow_pickle=False) as archive:
+    with _open_npz(path) as archive:
         names = set(archive.files)
         events_table = _load_entry(archive, path, "events")
         masks = _load_entry(archive, path, "mask") if "mask" in names else None
@@ -248,7 +257,7 @@ def read_evimo2_npy(path: Path, *, allow_pickle: bool = False) -> Recording:
     meta = None
     discretization_s = None
     if info_path.is_file():
-        with np.load(info_path, allow_pickle=False) as info:
+        with _open_npz(info_path) as info:
             if "discretization" in info.files:
                 discretization_s = _discretization(info, info_path)
             has_meta = "meta" in info.files
@@ -277,7 +286,7 @@ def _read_evimo2_masks(path: Path):
     """Read dataset_mask.npz as (masks (F, H, W) object ids, frame ids (F,)), sorted by id."""
     if not path.is_file():
         return None, None
-    with np.load(path, allow_pickle=False) as archive:
+    with _open_npz(path) as archive:
         keyed = []
         for name in archive.files:
             match = EVIMO2_MASK_KEY.fullmatch(name)
@@ -298,7 +307,7 @@ def _read_evimo2_masks(path: Path):
 
 
 def _evimo2_frame_times(path: Path, meta: dict | None, frame_ids: np.ndarray):
-    """Look up each mask's time in meta['frames'] by frame 'id'; None without meta."""
+    """Return each mask's time from meta['frames'], matched by frame 'id', or None without meta."""
     if meta is None:
         return None
     times_by_id = {}
@@ -312,7 +321,7 @@ def _evimo2_frame_times(path: Path, meta: dict | None, frame_ids: np.ndarray):
 
 
 def _meta_frame_times(path: Path, meta: dict | None, frame_count: int):
-    """Times of the EV-IMO NPZ mask frames from meta['frames'], in order; None without meta."""
+    """Return the EV-IMO NPZ mask times from meta['frames'] in order, or None without meta."""
     if meta is None:
         return None
     frames = _meta_frames(path, meta)
@@ -320,7 +329,7 @@ def _meta_frame_times(path: Path, meta: dict | None, frame_count: int):
         raise FileFormatError(
             path, f"meta['frames'] lists {len(frames)} frames but 'mask' contains {frame_count}"
         )
-    return np.array([float(frame["ts"]) for frame in frames])
+    return np.array([_frame_time_s(path, frame) for frame in frames])
 
 
 def _evenly_spaced_mask_times(path, events, frame_count: int, discretization_s):
@@ -365,6 +374,15 @@ def _meta_resolution(meta: dict | None):
     return int(camera["res_x"]), int(camera["res_y"])
 
 
+def _frame_time_s(path: Path, frame: dict) -> float:
+    try:
+        return float(frame["ts"])
+    except (KeyError, TypeError, ValueError):
+        raise FileFormatError(
+            path, f"meta frame {frame.get('id', '?')} has ts {frame.get('ts')!r}, expected seconds"
+        ) from None
+
+
 def _meta_frames(path: Path, meta: dict) -> list:
     frames = meta.get("frames", [])
     if not isinstance(frames, list) or not all(isinstance(f, dict) for f in frames):
@@ -377,12 +395,28 @@ def _load_pickled_meta(path: Path, name: str, allow_pickle: bool):
     if not allow_pickle:
         LOG.info(PICKLE_SKIPPED_MESSAGE, path)
         return None
-    with np.load(path, allow_pickle=True) as archive:
-        value = archive[name]
+    try:
+        with np.load(path, allow_pickle=True) as archive:
+            value = archive[name]
+    except (pickle.UnpicklingError, ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise FileFormatError(path, f"cannot unpickle {name!r}: {error}") from None
     meta = value.item() if value.dtype == object and value.shape == () else None
     if not isinstance(meta, dict):
         raise FileFormatError(path, f"'{name}' contains {value.dtype} {value.shape}, expected a pickled dict")
     return meta
+
+
+@contextmanager
+def _open_npz(path: Path):
+    """Open an npz archive without unpickling, raising FileFormatError when it is not one."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise FileFormatError(path, f"cannot read the npz archive: {error}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise FileFormatError(path, "file is a single .npy array, expected an npz archive")
+    with archive:
+        yield archive
 
 
 def _load_entry(archive, path: Path, name: str) -> np.ndarray:
