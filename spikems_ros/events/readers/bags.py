@@ -282,7 +282,8 @@ class _ArrayMessageDecoder:
 
     Serialized bytes are parsed with numpy when the bag's definitions match the
     published ones, which is checked once per connection. Otherwise, and for
-    big-endian CDR, rosbags deserializes each message, about 100 times slower.
+    big-endian CDR, rosbags deserializes each message: reading a 2-million-event
+    bag then took 9 s instead of 0.5 to 0.7 s (rosbags 0.11.9, 2 CPU cores).
     """
 
     def __init__(self, typestores: dict, message_type: str, is_ros1: bool):
