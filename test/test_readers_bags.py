@@ -129,6 +129,15 @@ def test_bare_ros2_storage_file(tmp_path, kind, suffix):
     assert recording.format_name == f"rosbag2-{kind}"
 
 
+def test_bare_file_with_other_suffix(tmp_path):
+    folder = array_bag(tmp_path, "sqlite3")
+    renamed = tmp_path / "events.sqlite"
+    (folder / "events.db3").rename(renamed)
+
+    with pytest.raises(FileFormatError, match=r"only with the suffix \.db3"):
+        read_file(renamed)
+
+
 @pytest.mark.parametrize("frame_id", ["", "a", "ab", "abc", "abcd", "camera_frame"])
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 17])
 @pytest.mark.parametrize("ros1", [True, False])

@@ -30,7 +30,7 @@ from spikems_ros.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE
 from spikems_ros.events.errors import DecodeError, FileFormatError
 from spikems_ros.events.message_definitions import EVENT_MESSAGE_DEFINITIONS, EVENT_PACKET_MSG
 from spikems_ros.events.packet import PacketDecoder, stamp_to_ns
-from spikems_ros.events.readers.detect import ROSBAG1
+from spikems_ros.events.readers.detect import ROSBAG1, ROSBAG2_MCAP, ROSBAG2_SQLITE3
 from spikems_ros.events.readers.recording import Recording, finish_recording, guess_resolution
 
 LOG = logging.getLogger(__name__)
@@ -82,6 +82,9 @@ CDR_NEXT_EVENT_RECORD = np.dtype({
     "offsets": [0, 2, 6, 10, 14],
     "itemsize": 16,
 })
+# rosbags 0.11 picks the storage of a bare ROS 2 file by its suffix.
+BARE_ROS2_SUFFIXES = {ROSBAG2_SQLITE3: ".db3", ROSBAG2_MCAP: ".mcap"}
+
 CDR_LITTLE_ENDIAN_HEADER = b"\x00\x01"
 CDR_ENCAPSULATION_BYTES = 4
 
@@ -94,8 +97,13 @@ def read_bag(path: Path, format_name: str, topic: str | None = None) -> Recordin
     latter names how many messages were read before the damage.
     """
     is_ros1 = format_name == ROSBAG1
-    reader = Ros1Reader(path) if is_ros1 else Ros2Reader(path)
+    if not is_ros1 and path.is_file() and path.suffix != BARE_ROS2_SUFFIXES[format_name]:
+        raise FileFormatError(
+            path, f"rosbags opens a bare {format_name} file only with the suffix "
+            f"{BARE_ROS2_SUFFIXES[format_name]}; rename the file"
+        )
     try:
+        reader = Ros1Reader(path) if is_ros1 else Ros2Reader(path)
         reader.open()
     except BAG_ERRORS as error:
         # A ROS 1 bag cut short loses the index at its end, which 'rosbag reindex' rebuilds.
