@@ -1,0 +1,129 @@
+"""Training: configuration parsing, a learning regression run and data-parallel training with torchrun."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from spikems_ros.training.config import (
+    DataSplitConfig,
+    OptimConfig,
+    TrainConfig,
+    WindowConfig,
+    config_from_dict,
+    load_config,
+)
+from spikems_ros.training.data import build_sample, draw_sample_specs, load_split
+from spikems_ros.training.loop import train
+
+REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(tmp_path, epochs=4, samples=48) -> TrainConfig:
+    split = DataSplitConfig(dir=str(tmp_path / "data"), sequences=2, seconds=0.2, seed=5, width=64, height=48)
+    return TrainConfig(
+        train=split,
+        validation=split,
+        window=WindowConfig(crop_height=32, crop_width=32, warmup_bins=4, output_delay_bins=4),
+        optim=OptimConfig(
+            epochs=epochs, samples_per_epoch=samples, batch_size=8, learning_rate=3e-3, validation_windows=8, seed=0
+        ),
+        output_dir=str(tmp_path / "run"),
+    )
+
+
+def test_shipped_config_loads():
+    config = load_config(os.path.join(REPOSITORY_ROOT, "config", "train_synthetic.yaml"))
+
+    assert config.window.bin_us == 1000
+    assert config.window.window_bins == 10
+    assert config.train.seed != config.validation.seed
+
+
+def test_config_rejects_unknown_key():
+    with pytest.raises(ValueError, match="unknown keys"):
+        config_from_dict({"optim": {"epochs": 1, "learning_rat": 0.1}})
+
+
+def test_config_rejects_invalid_value():
+    with pytest.raises(ValueError, match="window_bins"):
+        config_from_dict({"window": {"window_bins": 0}})
+
+
+def test_sample_shapes_and_labels(tmp_path):
+    config = tiny_config(tmp_path)
+    streams = load_split(config.train, config.window)
+    specs = draw_sample_specs(streams, config.window, 4, seed=1, crop=True)
+
+    sample = build_sample(streams, specs[0], config.window)
+
+    bins = config.window.warmup_bins + config.window.window_bins + config.window.output_delay_bins
+    assert sample["input"].shape == (2, 32, 32, bins)
+    assert sample["label"].shape == (32, 32)
+    # Foreground spikes are a subset of the input spikes, and labels a subset of event pixels.
+    assert (sample["foreground_input"] <= sample["input"]).all()
+    assert (sample["label"] <= sample["event_pixels"]).all()
+
+
+@pytest.mark.slow
+def test_training_lowers_loss(tmp_path):
+    config = tiny_config(tmp_path, epochs=4)
+
+    final = train(config, device_name="cpu")
+
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(history) == 4
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    initial_loss = checkpoint["history"][0]["validation_loss"]
+    assert checkpoint["history"][0]["epoch"] == -1
+    assert final["validation_loss"] <= 0.7 * initial_loss, (initial_loss, final["validation_loss"])
+    assert (tmp_path / "run" / "weights.pt").is_file()
+
+
+@pytest.mark.slow
+def test_training_resume_continues(tmp_path):
+    config = tiny_config(tmp_path, epochs=1, samples=8)
+    train(config, device_name="cpu")
+
+    train(dataclasses.replace(config, optim=dataclasses.replace(config.optim, epochs=2)), resume=True)
+
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in history] == [0, 1]
+
+
+def test_training_rejects_unavailable_cuda(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="cuda"):
+        train(tiny_config(tmp_path), device_name="cuda")
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tmp_path):
+    config = tiny_config(tmp_path, epochs=1, samples=16)
+    # Generate the data once so both ranks only read it.
+    load_split(config.train, config.window)
+    config_path = tmp_path / "config.yaml"
+    import yaml
+
+    config_path.write_text(yaml.safe_dump(dataclasses.asdict(config)))
+
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "spikems_ros.training", "--config", str(config_path), "--device", "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPOSITORY_ROOT,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rank 1 of 2 joined the gloo process group" in result.stderr
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(history) == 1
