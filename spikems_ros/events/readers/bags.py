@@ -46,7 +46,8 @@ ARRAY_ELEMENT_TYPES = {
 }
 
 # event_array_msgs/EventArray, the earlier name of EventPacket, has the same
-# fields; bags recorded with it (test_data_mono_cd_0.db3) often store no definition.
+# fields. Bags recorded with it may store no definition, as the real mono
+# recording read in the tests does.
 FALLBACK_DEFINITIONS = {
     **EVENT_MESSAGE_DEFINITIONS,
     "event_array_msgs/msg/EventArray": EVENT_PACKET_MSG,
