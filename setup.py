@@ -24,6 +24,7 @@ setup(
         "matplotlib",
         "pyyaml",
         "aedat",
+        "pypng",
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={

@@ -45,7 +45,7 @@ uint32 width
 prophesee_event_msgs/Event[] events
 """
 
-# Type name -> message definition text, in the ROS 1 spelling (``pkg/Type``).
+# Type name (``pkg/msg/Type``) -> message definition text.
 EVENT_MESSAGE_DEFINITIONS = {
     "event_camera_msgs/msg/EventPacket": EVENT_PACKET_MSG,
     "dvs_msgs/msg/Event": DVS_EVENT_MSG,
