@@ -34,19 +34,23 @@ def register(subparsers) -> None:
             "independently moving textured objects, with per-event object labels and 1 ms masks."
         ),
     )
+
     parser.add_argument("--output", required=True, type=Path, help="folder to write seq_NNNN.npz and dataset.json to")
     parser.add_argument("--sequences", type=int, default=1, help="number of sequences (default: 1)")
     parser.add_argument("--seconds", type=float, default=defaults.duration_s,
                         help=f"length of each sequence in seconds (default: {defaults.duration_s})")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help=f"base seed; sequence i uses (seed, i) (default: {defaults.seed})")
-    parser.add_argument("--width", type=int, default=defaults.width, help=f"width in pixels (default: {defaults.width})")
+
+    parser.add_argument("--width", type=int, default=defaults.width,
+                        help=f"width in pixels (default: {defaults.width})")
     parser.add_argument("--height", type=int, default=defaults.height,
                         help=f"height in pixels (default: {defaults.height})")
     parser.add_argument("--objects-min", type=int, default=defaults.objects_min,
-                        help=f"fewest moving objects per sequence (default: {defaults.objects_min})")
+                        help=f"minimum number of moving objects per sequence (default: {defaults.objects_min})")
     parser.add_argument("--objects-max", type=int, default=defaults.objects_max,
-                        help=f"most moving objects per sequence (default: {defaults.objects_max})")
+                        help=f"maximum number of moving objects per sequence (default: {defaults.objects_max})")
+
     parser.add_argument("--render-rate-hz", type=int, default=defaults.render_rate_hz,
                         help=f"rendered frames per second, a divisor of 1e6 whose period divides 1 ms "
                              f"(default: {defaults.render_rate_hz})")
@@ -58,6 +62,7 @@ def register(subparsers) -> None:
                         help=f"pixel refractory period in microseconds (default: {defaults.refractory_us})")
     parser.add_argument("--noise-rate-hz", type=float, default=defaults.noise_rate_hz,
                         help=f"noise events per pixel per second (default: {defaults.noise_rate_hz})")
+
     parser.add_argument("--force", action="store_true",
                         help="write into an existing non-empty folder, replacing its seq_*.npz and dataset.json")
     parser.set_defaults(func=run)

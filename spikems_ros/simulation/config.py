@@ -23,8 +23,8 @@ class SceneConfig:
     seed: int = 0  # base seed; each sequence index derives its own streams from it
     render_rate_hz: int = 2000  # log-intensity frames per second; events are interpolated between them
     mask_interval_us: int = 1000  # spacing of the ground-truth masks (the `discretization`)
-    objects_min: int = 1  # fewest independently moving objects in a sequence
-    objects_max: int = 3  # most independently moving objects in a sequence
+    objects_min: int = 1  # minimum number of independently moving objects in a sequence
+    objects_max: int = 3  # maximum number of independently moving objects in a sequence
     contrast_threshold: float = 0.25  # mean log-intensity change that fires one event
     threshold_sigma: float = 0.03  # per-pixel Gaussian mismatch of the ON and OFF thresholds
     refractory_us: int = 100  # after an event a pixel ignores crossings for this long

@@ -1,9 +1,9 @@
 """Event-camera pixel model: threshold crossings of log intensity, refractory period and noise.
 
 Each pixel keeps a reference log intensity. Between two rendered frames the log
-intensity is taken to change linearly in time, and every time it moves one ON
+intensity is taken to change linearly in time. Whenever it moves one ON
 threshold above (or one OFF threshold below) the reference, the pixel fires an
-event at the interpolated crossing time and the reference moves by that
+event at the interpolated crossing time, and the reference moves by that
 threshold. Thresholds differ per pixel (Gaussian mismatch), and a pixel that
 fired less than ``refractory_us`` ago drops the crossing.
 
@@ -60,8 +60,8 @@ def initial_pixel_state(rng: np.random.Generator, first_log: np.ndarray, paramet
     """Start every pixel at a random point inside its threshold band around the first frame.
 
     A real sensor's pixels were last reset at unrelated moments, so their
-    references are not all equal to the current intensity; starting them equal
-    would make the first edge to pass fire every pixel in lockstep.
+    references differ from the current intensity by unrelated amounts. Equal
+    starting references would make the first passing edge fire every pixel in lockstep.
     """
     flat = first_log.ravel()
     position = rng.random(flat.shape[0]).astype(np.float32)
@@ -112,10 +112,11 @@ def emit_crossing_events(
     first_kept = np.ceil((state.last_event_us[active] + refractory_us - first_us) / spacing_us)
     first_kept = np.maximum(first_kept, 0).astype(np.int64)
     stride = np.maximum(np.ceil(refractory_us / spacing_us), 1).astype(np.int64)
-    kept = np.where(first_kept < count, -((first_kept - count) // stride), 0)  # ceil((count - first_kept) / stride)
+    # kept_count = ceil((count - first_kept) / stride) where first_kept < count, else 0.
+    kept_count = np.where(first_kept < count, -((first_kept - count) // stride), 0)
 
-    owner = np.repeat(np.arange(active.shape[0]), kept)  # (E,)
-    block_start = np.cumsum(kept) - kept
+    owner = np.repeat(np.arange(active.shape[0]), kept_count)  # (E,)
+    block_start = np.cumsum(kept_count) - kept_count
     position_in_block = np.arange(owner.shape[0]) - block_start[owner]
     crossing_number = first_kept[owner] + position_in_block * stride[owner]
     time_us = first_us[owner] + crossing_number * spacing_us[owner]  # (E,)
@@ -123,15 +124,17 @@ def emit_crossing_events(
     new_reference = reference.copy()
     new_reference[active] += (direction * count * threshold).astype(np.float32)
     new_last_event = state.last_event_us.copy()
-    fired = kept > 0
-    last_crossing = first_kept[fired] + (kept[fired] - 1) * stride[fired]
+    fired = kept_count > 0
+    last_crossing = first_kept[fired] + (kept_count[fired] - 1) * stride[fired]
     new_last_event[active[fired]] = first_us[fired] + last_crossing * spacing_us[fired]
 
     chunk = EventChunk(active[owner], time_us, is_on[owner].astype(np.uint8))
     return chunk, PixelState(new_reference, new_last_event)
 
 
-def noise_events(rng: np.random.Generator, pixel_count: int, rate_hz: float, start_us: float, stop_us: float) -> EventChunk:
+def noise_events(
+    rng: np.random.Generator, pixel_count: int, rate_hz: float, start_us: float, stop_us: float
+) -> EventChunk:
     """Draw background-activity noise: Poisson in count, uniform in pixel, time and polarity.
 
     NOTE: noise events neither reset a pixel's reference nor respect its refractory period.

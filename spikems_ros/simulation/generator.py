@@ -20,7 +20,7 @@ from spikems_ros.simulation.scene import pixel_offsets, render_frame, sample_sce
 
 LOG = logging.getLogger(__name__)
 
-# How often, in render steps, the progress callback is called.
+# Render steps between two calls of the progress callback.
 PROGRESS_EVERY_STEPS = 50
 
 

@@ -227,9 +227,10 @@ def sample_scene(config: SceneConfig, rng: np.random.Generator) -> Scene:
 
 
 def pixel_offsets(width: int, height: int) -> tuple:
-    """Return pixel-centre offsets from the image centre, (dx, dy), each float32 (height, width)."""
-    dy, dx = np.mgrid[0:height, 0:width].astype(np.float32)
-    return dx - (width - 1) / 2, dy - (height - 1) / 2
+    """Return pixel-centre offsets from the image centre: dx float32 (1, width), dy float32 (height, 1)."""
+    dx = np.arange(width, dtype=np.float32)[None, :] - np.float32((width - 1) / 2)
+    dy = np.arange(height, dtype=np.float32)[:, None] - np.float32((height - 1) / 2)
+    return dx, dy
 
 
 def render_frame(scene: Scene, time_s: float, offsets: tuple) -> tuple:
@@ -249,8 +250,9 @@ def render_frame(scene: Scene, time_s: float, offsets: tuple) -> tuple:
     translation_y %= scene.background.height
     cos_roll = scale * math.cos(roll)
     sin_roll = scale * math.sin(roll)
-    texture_x = translation_x + cos_roll * dx - sin_roll * dy  # (H, W)
-    texture_y = translation_y + sin_roll * dx + cos_roll * dy  # (H, W)
+    # Row and column terms are computed once and broadcast, leaving one full-frame add each.
+    texture_x = (translation_x + cos_roll * dx) - sin_roll * dy  # (H, W)
+    texture_y = (translation_y + sin_roll * dx) + cos_roll * dy  # (H, W)
     intensity = sample_bilinear(scene.background, texture_x, texture_y)  # (H, W)
     labels = np.zeros((scene.height, scene.width), dtype=np.uint8)
     flat_intensity = intensity.ravel()  # views, written through below

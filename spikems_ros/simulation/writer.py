@@ -86,7 +86,7 @@ def write_sequence(path, sequence: SyntheticSequence) -> None:
     shape = tuple(masks.shape)
 
     with zipfile.ZipFile(path, "w", allowZip64=True) as archive:
-        # Event tables hardly compress and would cost seconds; masks are mostly zeros.
+        # Deflate saves little on float64 event tables but much on masks, which are mostly zeros.
         _write_member(archive, "events", table, compress=False)
         _write_member(archive, "labels", sequence.labels.astype(np.uint8), compress=False)
         _write_frames(archive, "mask", shape,
@@ -131,7 +131,7 @@ def load_synthetic_sequence(path) -> SyntheticSequence:
         raise FileFormatError(path, f"not a readable npz sequence: {error}") from error
     except ValueError as error:
         # np.load raises ValueError for object (pickled) arrays when allow_pickle=False.
-        raise FileFormatError(path, f"unreadable array: {error}") from error
+        raise FileFormatError(path, f"invalid array: {error}") from error
 
     _require(table.ndim == 2 and table.shape[1] == 4, path, f"events has shape {table.shape}, expected (N, 4)")
     _require(labels.shape == (table.shape[0],), path,
