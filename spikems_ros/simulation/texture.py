@@ -45,47 +45,52 @@ def hard_edged_regions(noise: np.ndarray, edge_width_px: float) -> np.ndarray:
     return np.tanh(sharpness * noise).astype(np.float32)
 
 
-def background_texture(rng: np.random.Generator, size_px: int, contrast: float) -> tuple:
-    """Draw the periodic background: hard-edged patches plus mid and fine grain.
+# Range of the shortest patch wavelength; patches span one to four times it. Objects
+# and background draw from the same range, so patch size tells nothing about motion.
+PATCH_WAVELENGTH_PX = (8.0, 32.0)
 
-    Returns (texture float32 (size_px, size_px), mean intensity). The patches give
-    long sharp edges, so any camera motion produces events everywhere. The
-    texture is the mean times (1 + relative modulation): a log sensor responds to
-    relative changes, so the event count per edge does not depend on the mean.
+
+def patch_texture(rng: np.random.Generator, size_px: int, mean: float, contrast: float) -> np.ndarray:
+    """Draw a periodic square texture: hard-edged patches plus mid and fine grain around ``mean``.
+
+    The texture is the mean times (1 + relative modulation). A log sensor responds
+    to relative changes, so the event count per edge does not depend on the mean.
+    Returns float32 (size_px, size_px).
     """
     shape = (size_px, size_px)
-    regions = hard_edged_regions(band_limited_noise(rng, shape, (24.0, 96.0)), edge_width_px=1.5)
+    shortest_px = rng.uniform(*PATCH_WAVELENGTH_PX)
+    regions = hard_edged_regions(band_limited_noise(rng, shape, (shortest_px, 4 * shortest_px)), edge_width_px=1.5)
     middle = band_limited_noise(rng, shape, (10.0, 40.0))
     fine = band_limited_noise(rng, shape, (3.0, 10.0))
 
-    mean = rng.uniform(0.3, 0.6)
     modulation = (
-        rng.uniform(0.25, 0.45) * regions
+        rng.uniform(0.2, 0.45) * regions
         + rng.uniform(0.03, 0.08) * middle
         + rng.uniform(0.01, 0.04) * fine
     ) * contrast
     texture = mean * (1.0 + modulation)
-    return np.clip(texture, MIN_INTENSITY, 1.0).astype(np.float32), float(mean)
+    return np.clip(texture, MIN_INTENSITY, 1.0).astype(np.float32)
+
+
+def background_texture(rng: np.random.Generator, size_px: int, contrast: float) -> tuple:
+    """Draw the periodic background; returns (texture float32 (size_px, size_px), mean intensity).
+
+    Its patches give long sharp edges, so any camera motion produces events everywhere.
+    """
+    mean = rng.uniform(0.3, 0.6)
+    return patch_texture(rng, size_px, mean, contrast), float(mean)
 
 
 def object_texture(rng: np.random.Generator, size_px: int, background_mean: float) -> np.ndarray:
     """Draw a square object texture whose mean differs from the background's by 0.15 to 0.35.
 
-    A different mean makes the object's outline a strong edge, and finer patches
-    than the background's make its interior fire while it moves.
+    A different mean makes the object's outline a strong edge.
     """
-    shape = (size_px, size_px)
-    patches = hard_edged_regions(band_limited_noise(rng, shape, (6.0, 24.0)), edge_width_px=1.5)
-    fine = band_limited_noise(rng, shape, (3.0, 8.0))
-
     offset = rng.uniform(0.15, 0.35)
     if background_mean + offset > 0.9 or (background_mean - offset > 0.12 and rng.random() < 0.5):
         offset = -offset
     mean = float(np.clip(background_mean + offset, 0.12, 0.9))
-
-    modulation = rng.uniform(0.2, 0.4) * patches + rng.uniform(0.02, 0.06) * fine
-    texture = mean * (1.0 + modulation)
-    return np.clip(texture, MIN_INTENSITY, 1.0).astype(np.float32)
+    return patch_texture(rng, size_px, mean, contrast=1.0)
 
 
 class BilinearTable(NamedTuple):
