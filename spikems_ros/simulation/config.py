@@ -19,7 +19,9 @@ class SceneConfig:
 
     width: int = 346  # sensor width in pixels (346 is the DAVIS346 of EV-IMO)
     height: int = 260  # sensor height in pixels
-    duration_s: float = 1.0  # length of the sequence; a whole number of mask intervals
+    # Length of the sequence, a whole number of mask intervals. NOTE: masks stay in
+    # memory as uint8, width x height bytes per interval (90 MB per second at 346 x 260).
+    duration_s: float = 1.0
     seed: int = 0  # base seed; each sequence index derives its own streams from it
     render_rate_hz: int = 2000  # log-intensity frames per second; events are interpolated between them
     mask_interval_us: int = 1000  # spacing of the ground-truth masks (the `discretization`)

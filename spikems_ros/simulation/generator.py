@@ -87,6 +87,9 @@ def simulate_sequence(
     ``progress`` is called with the number of render steps completed since its
     previous call.
     """
+    if isinstance(sequence_index, bool) or not isinstance(sequence_index, int) or sequence_index < 0:
+        raise ValueError(f"sequence_index = {sequence_index!r} is invalid; expected an int >= 0")
+
     started = time.perf_counter()
     scene_rng, sensor_rng, noise_rng = sequence_rngs(config.seed, sequence_index)
     scene = sample_scene(config, scene_rng)

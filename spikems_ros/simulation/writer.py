@@ -4,7 +4,8 @@ Arrays in the file (N events, F masks of H x W pixels):
 
 - ``events`` (N, 4) float64: t in seconds from the sequence start, x, y, p (0 or 1)
 - ``labels`` (N,) uint8: object id of each event, 0 = background
-- ``mask`` (F, H, W) uint16: object id x 1000 per pixel (the EV-IMO convention)
+- ``mask`` (F, H, W) uint16: object id x 1000 per pixel (the EV-IMO convention) of the
+  front-most object covering any part of the pixel at t = k * discretization
 - ``depth`` (F, H, W) uint16: all zeros, because the generator renders no depth
 - ``index`` (F,) int64: index of the first event with t >= k * discretization
 - ``discretization`` float64: mask spacing in seconds (0.001)
