@@ -280,6 +280,15 @@ class SpikeMSNetwork(nn.Module):
         outputs, state = self._run_layers(spikes, state)
         return outputs[-1], state
 
+    def run_window_all_layers(self, spikes: Tensor, state: NetworkState) -> tuple[list[Tensor], NetworkState]:
+        """Run a window from ``state``; return the input followed by every layer's output, and the new state.
+
+        Each output is (batch, channel, height, width, time): the input of
+        ``energy.count_network_operations`` for a stream processed chunk by chunk.
+        """
+        self._check_spikes(spikes, window=True, state=state)
+        return self._run_layers(spikes, state)
+
     def forward(self, spikes: Tensor) -> Tensor:
         """Run a window (batch, 2, height, width, time) from rest and return the output spikes, same shape."""
         self._check_spikes(spikes, window=True, state=None)
