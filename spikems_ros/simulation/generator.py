@@ -128,7 +128,8 @@ def simulate_sequence(
         polarity = np.concatenate([signal.polarity, noise.polarity])
 
         # An event is caused by whatever covers its pixel during the interval: an
-        # object arriving (label at the end) or leaving (label at the start).
+        # object arriving (label at the end) or leaving (label at the start). Noise
+        # events take the label of their pixel too, as mask look-ups do for real data.
         label_at_stop = current_labels[pixel_index]
         labels = np.where(label_at_stop != 0, label_at_stop, previous_labels[pixel_index])
 

@@ -212,10 +212,11 @@ def _sample_object(
 
 
 def sample_scene(config: SceneConfig, rng: np.random.Generator) -> Scene:
-    """Draw the background, the camera motion and 1..K objects from ``rng``."""
-    # The periodic background is at least twice the larger image side, so one
-    # frame never shows the same texture twice even when rotated and zoomed out.
-    texture_size = 1 << int(math.ceil(math.log2(2 * max(config.width, config.height))))
+    """Draw the background, the camera motion and objects_min..objects_max objects from ``rng``."""
+    # The periodic background spans at least twice the image diagonal at the
+    # largest zoom, so no frame shows the same texture twice, whatever the roll.
+    widest_view_px = math.hypot(config.width, config.height) * math.exp(config.camera_zoom)
+    texture_size = 1 << int(math.ceil(math.log2(2 * widest_view_px)))
     background, background_mean = background_texture(rng, texture_size, config.background_contrast)
     camera = _sample_camera(config, rng, texture_size)
 
