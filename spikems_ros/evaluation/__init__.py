@@ -1,0 +1,1 @@
+"""Evaluation of segmentation: metrics, runners and reports."""
