@@ -130,6 +130,7 @@ def test_sequence_layout(small_sequence):
     assert events["y"].max() < SMALL.height
     assert set(np.unique(events["p"]).tolist()) == {0, 1}
     assert small_sequence.masks.shape == (60, SMALL.height, SMALL.width)
+    assert small_sequence.masks.dtype == np.uint16
     np.testing.assert_array_equal(small_sequence.mask_times_us, np.arange(60) * 1000)
 
 

@@ -1,5 +1,6 @@
 """EV-IMO npz layout of synthetic sequences: round trip, layout, rejection of bad files."""
 
+import dataclasses
 import hashlib
 import json
 import zipfile
@@ -61,7 +62,7 @@ def test_layout_matches_evimo(written, sequence):
     assert set(np.unique(arrays["events"][:, 3]).tolist()) == {0.0, 1.0}
     assert arrays["mask"].dtype == np.uint16
     assert arrays["mask"].shape == (frame_count, CONFIG.height, CONFIG.width)
-    np.testing.assert_array_equal(arrays["mask"], sequence.masks.astype(np.uint16) * 1000)
+    np.testing.assert_array_equal(arrays["mask"], sequence.masks * 1000)
     assert arrays["depth"].dtype == np.uint16
     assert arrays["depth"].shape == arrays["mask"].shape
     assert not np.any(arrays["depth"])
@@ -168,3 +169,12 @@ def test_evimo_reader_agrees(written, sequence):
     # Without a pickled meta that reader starts the masks at the first event, not at 0.
     offset_us = recording.mask_times_us - sequence.mask_times_us
     assert np.all(np.abs(offset_us) <= sequence.events["t"][0])
+
+
+def test_object_id_too_large_rejected(tmp_path, sequence):
+    masks = sequence.masks.copy()
+    masks[0, 0, 0] = 66
+    too_many = dataclasses.replace(sequence, masks=masks)
+
+    with pytest.raises(ValueError, match="mask object id 66 is invalid"):
+        write_sequence(tmp_path / "too_many.npz", too_many)

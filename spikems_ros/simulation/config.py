@@ -20,7 +20,7 @@ class SceneConfig:
     width: int = 346  # sensor width in pixels (346 is the DAVIS346 of EV-IMO)
     height: int = 260  # sensor height in pixels
     # Length of the sequence, a whole number of mask intervals. NOTE: masks stay in
-    # memory as uint8, width x height bytes per interval (90 MB per second at 346 x 260).
+    # memory as uint16, 2 x width x height bytes per interval (180 MB per second at 346 x 260).
     duration_s: float = 1.0
     seed: int = 0  # base seed; each sequence index derives its own streams from it
     render_rate_hz: int = 2000  # log-intensity frames per second; events are interpolated between them
@@ -32,10 +32,10 @@ class SceneConfig:
     refractory_us: int = 100  # after an event a pixel ignores crossings for this long
     noise_rate_hz: float = 0.1  # background-activity noise events per pixel per second
     camera_speed_px_s: tuple = (40.0, 120.0)  # range of the background's mean image speed
-    camera_rotation_deg_s: float = 10.0  # largest camera roll rate about the image centre
-    camera_zoom: float = 0.08  # largest log-scale swing, the image effect of moving along the optical axis
+    camera_rotation_deg_s: float = 10.0  # maximum camera roll rate about the image centre
+    camera_zoom: float = 0.08  # maximum log-scale swing, the image effect of moving along the optical axis
     object_speed_px_s: tuple = (80.0, 240.0)  # range of each object's peak speed per image axis
-    object_rotation_deg_s: float = 60.0  # largest object spin rate; about half the objects spin
+    object_rotation_deg_s: float = 60.0  # maximum object spin rate; about half the objects spin
     object_radius_fraction: tuple = (0.12, 0.22)  # object radius as a fraction of min(width, height)
     background_contrast: float = 1.0  # scales the background texture's contrast (events per unit of motion)
 

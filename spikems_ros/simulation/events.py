@@ -8,8 +8,8 @@ threshold. Thresholds differ per pixel (Gaussian mismatch), and a pixel that
 fired less than ``refractory_us`` ago drops the crossing.
 
 NOTE: a dropped crossing still moves the reference, so a pixel does not fire a
-burst when its refractory period ends; real pixels hold their reset switch
-instead, which loses slightly different changes.
+burst when its refractory period ends. A real pixel instead holds its reference
+at the input while refractory, so the change it misses can differ by up to one threshold.
 """
 
 from typing import NamedTuple
@@ -39,7 +39,7 @@ class PixelState(NamedTuple):
 
 
 class EventChunk(NamedTuple):
-    """Events of one frame interval, ordered by pixel, not by time."""
+    """Events of one frame interval, not sorted by time."""
 
     pixel_index: np.ndarray  # int64 flat index y * W + x
     time_us: np.ndarray  # float64, within the interval

@@ -34,7 +34,7 @@ class SyntheticSequence:
 
     events: np.ndarray  # (N,) EVENT_DTYPE, sorted by t (microseconds from the sequence start)
     labels: np.ndarray  # (N,) uint8 object id per event, 0 = background
-    masks: np.ndarray  # (F, H, W) uint8 object id per pixel, 0 = background
+    masks: np.ndarray  # (F, H, W) uint16 object id per pixel, 0 = background (as in Recording.masks)
     mask_times_us: np.ndarray  # (F,) int64
     width: int
     height: int
@@ -109,7 +109,7 @@ def simulate_sequence(
     )
     state = initial_pixel_state(sensor_rng, previous_log, parameters)
 
-    masks = np.zeros((mask_count, config.height, config.width), dtype=np.uint8)  # (F, H, W)
+    masks = np.zeros((mask_count, config.height, config.width), dtype=np.uint16)  # (F, H, W)
     masks[0] = previous_labels.reshape(config.height, config.width)
     pixel_chunks, time_chunks, polarity_chunks, label_chunks = [], [], [], []
     pending_progress = 0

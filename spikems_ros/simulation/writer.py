@@ -27,6 +27,7 @@ import numpy as np
 
 from spikems_ros.events.dtype import make_events
 from spikems_ros.events.errors import FileFormatError
+from spikems_ros.simulation.config import MAX_OBJECTS
 from spikems_ros.simulation.generator import SyntheticSequence
 
 # EV-IMO stores the object id times this factor in its masks.
@@ -73,6 +74,10 @@ def _write_frames(archive: zipfile.ZipFile, name: str, shape: tuple, frames_of) 
 
 def write_sequence(path, sequence: SyntheticSequence) -> None:
     """Write ``sequence`` to ``path`` in the layout described in this module's docstring."""
+    largest_id = int(sequence.masks.max(initial=0))
+    if largest_id > MAX_OBJECTS:
+        raise ValueError(f"mask object id {largest_id} is invalid; ids x 1000 must fit uint16, so 0 to {MAX_OBJECTS}")
+
     events = sequence.events
     table = np.empty((events.shape[0], 4), dtype=np.float64)  # (N, 4)
     table[:, 0] = events["t"] * 1e-6
@@ -91,7 +96,7 @@ def write_sequence(path, sequence: SyntheticSequence) -> None:
         _write_member(archive, "events", table, compress=False)
         _write_member(archive, "labels", sequence.labels.astype(np.uint8), compress=False)
         _write_frames(archive, "mask", shape,
-                      lambda start, stop: masks[start:stop].astype(np.uint16) * np.uint16(MASK_ID_SCALE))
+                      lambda start, stop: masks[start:stop] * np.uint16(MASK_ID_SCALE))
         _write_frames(archive, "depth", shape,
                       lambda start, stop: np.zeros((stop - start,) + shape[1:], dtype=np.uint16))
         _write_member(archive, "index", index, compress=False)
@@ -162,7 +167,7 @@ def load_synthetic_sequence(path) -> SyntheticSequence:
     return SyntheticSequence(
         events=events,
         labels=labels.astype(np.uint8),
-        masks=(stored_masks // MASK_ID_SCALE).astype(np.uint8),
+        masks=stored_masks // np.uint16(MASK_ID_SCALE),
         mask_times_us=mask_times_us,
         width=width,
         height=height,
