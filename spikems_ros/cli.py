@@ -46,7 +46,7 @@ def main(argv=None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (FileFormatError, DecodeError, FileNotFoundError, ValueError) as error:
+    except (FileFormatError, DecodeError, FileNotFoundError, FileExistsError, ValueError) as error:
         LOG.error("%s", error)
         return 2
 

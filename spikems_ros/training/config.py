@@ -38,13 +38,13 @@ class WindowConfig:
 class OptimConfig:
     """Optimiser and schedule."""
 
-    epochs: int = 10
-    samples_per_epoch: int = 512  # training samples drawn per epoch (over all processes)
+    epochs: int = 8
+    samples_per_epoch: int = 256  # training samples drawn per epoch (over all processes)
     batch_size: int = 8  # per process
     learning_rate: float = 1e-3  # Adam with amsgrad
     weight_decay: float = 0.0
     spike_loss_weight: float = 1.0  # lambda of L = L_bce + lambda * L_spike
-    validation_windows: int = 32  # full-frame windows scored after each epoch
+    validation_windows: int = 8  # full-frame windows scored after each epoch
     seed: int = 0  # seeds torch, numpy and the sample draw
 
 
