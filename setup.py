@@ -30,6 +30,7 @@ setup(
     entry_points={
         "console_scripts": [
             "spikems = spikems_ros.cli:main",
+            "segmenter_node = spikems_ros.ros.segmenter_node:main",
         ],
     },
 )

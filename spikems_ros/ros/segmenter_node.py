@@ -1,0 +1,386 @@
+"""ROS 2 node ``spikems_segmenter``: segment moving objects in an event stream with SpikeMS.
+
+Subscribes ``~/events`` (event_camera_msgs/EventPacket). The subscription
+callback only decodes and queues; a worker thread runs the segmentation
+pipeline and publishes, once per window of ``publish_period_ms`` event time:
+
+- ``~/foreground_events`` (EventPacket): the input events the network marks as moving;
+- ``~/detections`` (vision_msgs/Detection2DArray): boxes of moving objects;
+- ``~/image`` (sensor_msgs/Image, bgr8) and ``~/mask`` (mono8), when ``publish_images``;
+- ``~/synaptic_ops`` (spikems_ros/SynapticOps): the network's work and energy estimate;
+- ``/diagnostics`` (diagnostic_msgs/DiagnosticArray), every ``diagnostics_period_s``.
+
+Outputs are stamped with event time, so a replayed bag gives replayed stamps.
+Run it with ``ros2 run spikems_ros segmenter_node`` or ``segmenter_node`` from
+a pip installation, or ``python -m spikems_ros.ros.segmenter_node``.
+"""
+
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+import rclpy.logging
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from event_camera_msgs.msg import EventPacket
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from spikems_ros import outputs
+from spikems_ros.events.packet import PacketDecoder, stamp_to_ns
+from spikems_ros.msg import SynapticOps
+from spikems_ros.pipeline import SegmentationPipeline, WindowResult
+from spikems_ros.ros.event_queue import EventQueue
+from spikems_ros.ros.health import HealthSnapshot, health_report
+from spikems_ros.ros.log_bridge import library_logs_forwarded
+from spikems_ros.ros.messages import make_message
+from spikems_ros.ros.parameters import (
+    PARAMETER_SPECS,
+    ParameterError,
+    pipeline_config,
+    resolve_weights_path,
+    settings_from_values,
+)
+from spikems_ros.snn.weights import load_network, read_weights
+
+NODE_NAME = outputs.NODE_NAME
+
+# Minimum time between two repeats of one hot-path warning, in seconds.
+LOG_THROTTLE_S = 5.0
+
+# How long the worker waits for a packet before checking whether to stop, in seconds.
+WORKER_POLL_S = 0.1
+
+# Largest width or height accepted from an EventPacket: EVT 3.0 addresses 11 bits.
+MAX_SENSOR_SIZE = 4096
+
+_PARAMETER_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+}
+
+_MESSAGE_TYPES = {
+    "foreground_events": EventPacket,
+    "detections": Detection2DArray,
+    "image": Image,
+    "mask": Image,
+    "synaptic_ops": SynapticOps,
+}
+
+
+class SegmenterNode(Node):
+    """Motion segmentation of an event stream with the SpikeMS spiking network.
+
+    ``node_options`` go to rclpy's Node (``parameter_overrides``, ``cli_args``,
+    ...). Raises ParameterError or WeightsError (both ValueError) for invalid
+    parameters or weights, before any topic is created.
+    """
+
+    def __init__(self, **node_options):
+        super().__init__(NODE_NAME, **node_options)
+        self.settings = settings_from_values(self._declare_parameters())
+        settings = self.settings
+
+        if settings.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ParameterError("device", settings.device, "cpu, because CUDA is not available to PyTorch here")
+        self.weights_path = resolve_weights_path(settings.weights)
+        metadata = read_weights(self.weights_path).metadata
+        self.network = load_network(self.weights_path, settings.device)
+        self.config = pipeline_config(settings, metadata, round(self.network.bin_ms * 1000))
+        self.get_logger().info(
+            f"loaded {self.weights_path} on {settings.device}: bins of {self.config.bin_width_us} us, "
+            f"windows of {self.config.window_bins} bins, output delay {self.config.output_delay_bins} bins"
+        )
+
+        # Written by the subscription callback (executor thread), read by diagnostics.
+        self._decoder = PacketDecoder()
+        self._last_seq = None
+        self._packets_received = 0
+        self._events_received = 0
+        self._lost_packets = 0
+        self._decode_errors = 0
+        self._queue = EventQueue(settings.max_latency_ms * 1000)
+
+        # Written by the worker thread only.
+        self._pipeline = None
+        self._resolution_changes = 0
+        self._processing_errors = 0
+        self._packets_processed = 0
+        self._windows_published = 0
+        self._worker_busy_s = 0.0
+        self._output_seq = 0
+        self._last_foreground_time_us = None
+        self._last_window_end_us = None
+        self._frame_id = settings.frame_id
+
+        result_qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+        self._result_publishers = {
+            topic: self.create_publisher(message_type, f"~/{topic}", result_qos)
+            for topic, message_type in _MESSAGE_TYPES.items()
+            if settings.publish_images or topic not in ("image", "mask")
+        }
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, outputs.DIAGNOSTICS_TOPIC, result_qos)
+
+        events_qos = QoSProfile(
+            reliability=ReliabilityPolicy.RELIABLE if settings.events_qos_reliable else ReliabilityPolicy.BEST_EFFORT,
+            history=HistoryPolicy.KEEP_LAST,
+            depth=settings.events_qos_depth,
+        )
+        self._subscription = self.create_subscription(EventPacket, "~/events", self._on_packet, events_qos)
+
+        self._previous_snapshot = None
+        self._diagnostics_timer = self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics)
+
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._run_worker, name="spikems_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"subscribed to {self._subscription.topic_name} "
+            f"({'reliable' if settings.events_qos_reliable else 'best effort'}, depth {settings.events_qos_depth})"
+        )
+
+    def _declare_parameters(self) -> dict:
+        """Declare every parameter with its descriptor and return the values set."""
+        values = {}
+        for spec in PARAMETER_SPECS:
+            descriptor = ParameterDescriptor(
+                name=spec.name,
+                type=_PARAMETER_TYPES[type(spec.default)],
+                description=spec.description,
+                additional_constraints=spec.constraints,
+                read_only=True,
+                # rclpy would reject a value of another type with a message that does
+                # not give the accepted range; settings_from_values checks types
+                # itself, and converts integers given for doubles (1 for 1.0).
+                dynamic_typing=True,
+            )
+            values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
+        return values
+
+    # Subscription callback: decode and queue, nothing else.
+
+    def _on_packet(self, message: EventPacket) -> None:
+        self._packets_received += 1
+        self._count_lost_packets(int(message.seq))
+
+        if not (0 < message.width <= MAX_SENSOR_SIZE and 0 < message.height <= MAX_SENSOR_SIZE):
+            self._decode_errors += 1
+            self.get_logger().warning(
+                f"skipped packet seq {message.seq}: size {message.width}x{message.height} is invalid, "
+                f"expected 1 to {MAX_SENSOR_SIZE} pixels per side ({self._decode_errors} skipped so far)",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+            return
+
+        try:
+            decoded = self._decoder.decode(
+                message.encoding,
+                message.events,
+                time_base_ns=message.time_base,
+                stamp_ns=stamp_to_ns(message.header.stamp.sec, message.header.stamp.nanosec),
+                is_bigendian=message.is_bigendian,
+            )
+        except ValueError as error:
+            # DecodeError is a ValueError. The decoders check a payload before
+            # changing their state, so the stream continues with the next packet.
+            self._decode_errors += 1
+            self.get_logger().warning(
+                f"skipped undecodable packet seq {message.seq}: {error} ({self._decode_errors} skipped so far)",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+            return
+
+        events = decoded.events
+        self._events_received += int(events.shape[0])
+        dropped = self._queue.put(events, message.width, message.height, message.header.frame_id)
+        if dropped:
+            self.get_logger().warning(
+                f"processing is behind by more than max_latency_ms = {self.settings.max_latency_ms}; "
+                f"dropped the {dropped} oldest packets ({self._queue.counters.dropped_packets} so far)",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+
+    def _count_lost_packets(self, seq: int) -> None:
+        """Count gaps in seq; a seq that goes backwards is a restarted stream, not a loss."""
+        if self._last_seq is not None and seq > self._last_seq + 1:
+            self._lost_packets += seq - self._last_seq - 1
+        self._last_seq = seq
+
+    # Worker thread: pipeline and publishing.
+
+    def _run_worker(self) -> None:
+        while not self._stop.is_set():
+            packet = self._queue.get(WORKER_POLL_S)
+            if packet is None:
+                continue
+            started_s = time.perf_counter()
+            try:
+                self._process(packet)
+            except (ValueError, RuntimeError) as error:
+                # RuntimeError covers PyTorch failures such as running out of GPU memory.
+                self._processing_errors += 1
+                self.get_logger().error(
+                    f"skipped a packet of {packet.events.shape[0]} events after a processing error: {error} "
+                    f"({self._processing_errors} errors so far)",
+                    throttle_duration_sec=LOG_THROTTLE_S,
+                )
+            self._worker_busy_s += time.perf_counter() - started_s
+            self._packets_processed += 1
+
+    def _process(self, packet) -> None:
+        if not self.settings.frame_id:
+            self._frame_id = packet.frame_id
+        pipeline = self._pipeline_for(packet.width, packet.height)
+
+        resets_before = pipeline.counters.time_resets
+        results = pipeline.push_events(packet.events)
+        if pipeline.counters.time_resets != resets_before:
+            self.get_logger().warning(
+                f"event time jumped (a bag loop or a driver restart); network state reset "
+                f"({pipeline.counters.time_resets} resets so far)",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+
+        for result in results:
+            self._publish(result, pipeline)
+
+    def _pipeline_for(self, width: int, height: int) -> SegmentationPipeline:
+        """Return the pipeline for the packet's resolution, building or resizing it first."""
+        if self._pipeline is None:
+            self._pipeline = SegmentationPipeline(self.network, width, height, self.config, self.settings.device)
+            self.get_logger().info(f"first events: sensor of {width}x{height} pixels")
+        elif (width, height) != (self._pipeline.width, self._pipeline.height):
+            self._resolution_changes += 1
+            self.get_logger().warning(
+                f"resolution changed from {self._pipeline.width}x{self._pipeline.height} to {width}x{height}; "
+                f"network state rebuilt ({self._resolution_changes} changes so far)",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+            self._pipeline.resize(width, height)
+        return self._pipeline
+
+    def _publish(self, result: WindowResult, pipeline: SegmentationPipeline) -> None:
+        width, height, frame_id = pipeline.width, pipeline.height, self._frame_id
+        if self._last_window_end_us is not None and result.window.start_us < self._last_window_end_us:
+            # Time went backwards: the evt3 encoder counts wraps from the previous
+            # packet, which only works forwards in time.
+            self._last_foreground_time_us = None
+        self._last_window_end_us = result.window.end_us
+
+        packet = outputs.foreground_packet(
+            result, seq=self._output_seq, width=width, height=height, encoding=self.settings.output_encoding,
+            frame_id=frame_id, previous_time_us=self._last_foreground_time_us,
+        )
+        self._output_seq += 1
+        foreground_times_us = result.window.events["t"][result.window.foreground]
+        if foreground_times_us.size:
+            self._last_foreground_time_us = int(foreground_times_us.max())
+
+        messages = {
+            "foreground_events": packet,
+            "detections": outputs.detections(result, frame_id),
+            "synaptic_ops": outputs.synaptic_ops(
+                result, frame_id, self.config.bin_width_us, self.config.output_delay_bins
+            ),
+        }
+        if self.settings.publish_images:
+            messages["image"] = outputs.overlay_image(result, width, height, frame_id)
+            messages["mask"] = outputs.mask_image(result, width, height, frame_id)
+        for topic, values in messages.items():
+            self._result_publishers[topic].publish(make_message(_MESSAGE_TYPES[topic], values))
+        self._windows_published += 1
+
+    # Diagnostics (timer on the executor thread).
+
+    def snapshot(self) -> HealthSnapshot:
+        """Return the node's cumulative counters now."""
+        pipeline = self._pipeline
+        queue_counters = self._queue.counters
+        values = dict(
+            wall_s=time.monotonic(),
+            packets_received=self._packets_received,
+            events_received=self._events_received,
+            lost_packets=self._lost_packets,
+            decode_errors=self._decode_errors,
+            dropped_packets=queue_counters.dropped_packets,
+            dropped_events=queue_counters.dropped_events,
+            dropped_span_us=queue_counters.dropped_span_us,
+            packets_processed=self._packets_processed,
+            windows_published=self._windows_published,
+            time_reanchors=self._decoder.reanchor_count,
+            untimed_events_dropped=self._decoder.untimed_events_dropped,
+            resolution_changes=self._resolution_changes,
+            processing_errors=self._processing_errors,
+            worker_busy_s=self._worker_busy_s,
+            queued_packets=self._queue.queued_packets,
+            queued_span_us=self._queue.queued_span_us,
+        )
+        if pipeline is not None:
+            counters = pipeline.counters
+            recent_ms = list(counters.bin_processing_ms)
+            values.update(
+                events_processed=counters.events_in,
+                events_foreground=counters.events_foreground,
+                bins_processed=counters.bins_processed,
+                time_resets=counters.time_resets,
+                bin_processing_ms_median=float(np.median(recent_ms)) if recent_ms else 0.0,
+                width=pipeline.width,
+                height=pipeline.height,
+            )
+        return HealthSnapshot(**values)
+
+    def _publish_diagnostics(self) -> None:
+        current = self.snapshot()
+        values, level, message = health_report(current, self._previous_snapshot, self.config.bin_width_us)
+        self._previous_snapshot = current
+        values["device"] = self.settings.device
+        values["weights"] = str(self.weights_path)
+        stamp_us = self.get_clock().now().nanoseconds // 1000
+        array = outputs.diagnostics(stamp_us, values, level=level, message=message)
+        self._diagnostics_publisher.publish(make_message(DiagnosticArray, array))
+
+    def destroy_node(self) -> None:
+        """Stop the worker thread, then destroy the node."""
+        self._stop.set()
+        self._queue.close()
+        self._worker.join(timeout=10.0)
+        if self._worker.is_alive():
+            self.get_logger().warning("worker thread still running after 10 s; destroying the node anyway")
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    """Run the node until Ctrl-C or shutdown; return the exit code (1 when it cannot start)."""
+    rclpy.init(args=args)
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    node = None
+    try:
+        with library_logs_forwarded(logger) as log_handler:
+            try:
+                node = SegmenterNode()
+            except (ValueError, OSError) as error:
+                # ParameterError and WeightsError are ValueErrors; OSError covers unreadable files.
+                logger.fatal(f"cannot start: {error}")
+                return 1
+            # The node's logger carries its namespace, which the command line may set.
+            log_handler.ros_logger = node.get_logger()
+            rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
