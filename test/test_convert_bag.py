@@ -13,6 +13,7 @@ from rosbags.rosbag2 import Writer as Ros2Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from spikems_ros.bags.convert import convert_event_bag, event_packets, packet_slices
+from spikems_ros.bags.source import header_frame_id
 from spikems_ros.bags.types import output_typestore
 from spikems_ros.bags.writer import OutputExistsError
 from spikems_ros.cli import main
@@ -360,3 +361,26 @@ def test_real_ros1_packet_bag_converts(tmp_path):
     np.testing.assert_array_equal(converted.events, original.events)
     assert summary.frame_id == read_packets(output, "/event_camera/events")[0][1].header.frame_id
     assert (converted.width, converted.height) == (640, 480)
+
+
+@pytest.mark.parametrize("little_endian", [True, False])
+@pytest.mark.parametrize("frame_id", ["", "a", "camera_left"])
+def test_header_frame_id_from_cdr(frame_id, little_endian):
+    store = get_typestore(Stores.ROS2_KILTED)
+    Header = store.types["std_msgs/msg/Header"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    raw = store.serialize_cdr(Header(stamp=Time(sec=1, nanosec=2), frame_id=frame_id), "std_msgs/msg/Header",
+                              little_endian=little_endian)
+
+    assert header_frame_id(raw, is_ros1=False) == frame_id
+
+
+def test_header_frame_id_from_ros1():
+    store = get_typestore(Stores.ROS1_NOETIC)
+    Header = store.types["std_msgs/msg/Header"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    raw = store.serialize_ros1(Header(seq=7, stamp=Time(sec=1, nanosec=2), frame_id="dvs"), "std_msgs/msg/Header")
+
+    assert header_frame_id(raw, is_ros1=True) == "dvs"
+    with pytest.raises(ValueError, match=r"overruns"):
+        header_frame_id(bytes(raw)[:-1], is_ros1=True)

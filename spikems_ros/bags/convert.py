@@ -33,7 +33,7 @@ DEFAULT_PACKET_DURATION_US = 1000
 
 @dataclass
 class ConversionSummary:
-    """What ``convert_event_bag`` read and wrote."""
+    """Settings and counts of one ``convert_event_bag`` run."""
 
     input: Path
     output: Path
@@ -74,8 +74,8 @@ def event_packets(events: np.ndarray, *, packet_duration_us: int, encoding: str,
 
     Each header is stamped with the packet's first event time. evt3 packets have
     time_base 0 and are encoded relative to the previous packet's last event
-    time, so a decoder counts the 24-bit counter wraps across packets; mono
-    packets carry the first event time as time_base. ``seq`` counts from 0.
+    time, so that a decoder counts the 24-bit counter wraps across packets.
+    mono packets carry the first event time as time_base. ``seq`` counts from 0.
     """
     if encoding not in ENCODABLE_ENCODINGS:
         raise ValueError(f"encoding {encoding!r} is invalid: expected one of {', '.join(ENCODABLE_ENCODINGS)}")

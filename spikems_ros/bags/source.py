@@ -44,8 +44,8 @@ def header_frame_id(raw, is_ros1: bool) -> str:
 
     ROS 1: uint32 seq, uint32 sec, uint32 nsec, uint32 length, bytes.
     CDR: 4 encapsulation bytes, int32 sec, uint32 nanosec, uint32 length
-    including the terminating NUL, bytes; the byte order comes from the
-    encapsulation header (0x0001 little-endian, 0x0000 big-endian).
+    including the terminating NUL, bytes. The encapsulation header gives the
+    byte order (0x0001 little-endian, 0x0000 big-endian).
     Raises ValueError when the bytes are too short for the stated length.
     """
     raw = bytes(raw)

@@ -22,10 +22,10 @@ STORAGE_PLUGINS = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 BAG_VERSION = 9
 
 # numpy dtype of each ROS primitive type that sequences and arrays hold as numpy arrays.
-# rosbags maps ROS 2 `byte` and `char` to uint8.
+# rosbags 0.11.9 stores `byte` sequences as int8 and `char` sequences as uint8.
 PRIMITIVE_DTYPES = {
     "bool": np.bool_,
-    "byte": np.uint8,
+    "byte": np.int8,
     "char": np.uint8,
     "int8": np.int8,
     "uint8": np.uint8,
