@@ -2,8 +2,8 @@
 
 Events are fed to the pipeline in chunks of event time as fast as the machine
 allows. The outputs the node would publish can be written to a ROS 2 bag
-(``--output``) and the overlays to PNG files (``--render``); a summary accounts
-for every decoded event.
+(``--output``) and the overlays to PNG files (``--render``). The summary
+accounts for every decoded event.
 """
 
 import json
@@ -175,12 +175,15 @@ class SegmentRun:
     """The pipeline over one recording, with the bag, PNG and diagnostics outputs of each window."""
 
     def __init__(self, pipeline, *, bag=None, render_dir: Path | None = None, render_every: int = 1,
-                 frame_id: str = DEFAULT_FRAME_ID):
+                 frame_id: str = DEFAULT_FRAME_ID, device: str = "cpu", weights: str = ""):
         self.pipeline = pipeline
         self.bag = bag
         self.render_dir = render_dir
         self.render_every = render_every
         self.frame_id = frame_id
+        self.device = device
+        self.weights = weights
+        self.chunks_fed = 0
         self.windows = 0
         self.images = 0
         self.ann_macs = 0
@@ -188,7 +191,12 @@ class SegmentRun:
         self.first_window_start_us = None
         self.last_window_end_us = None
         self._next_diagnostics_us = None
-        self._last_diagnostics = None  # (event time us, classified events) at the previous diagnostics
+        self._previous_snapshot = None  # health counters at the previous diagnostics
+
+    def push(self, events) -> None:
+        """Feed events to the pipeline and write the outputs of the windows they complete."""
+        self.chunks_fed += 1
+        self.handle(self.pipeline.push_events(events))
 
     def handle(self, results: list) -> None:
         """Write the outputs of completed windows."""
@@ -211,7 +219,7 @@ class SegmentRun:
             if self.first_window_start_us is None:
                 self.first_window_start_us = window.start_us
                 self._next_diagnostics_us = window.start_us + DIAGNOSTICS_PERIOD_US
-                self._last_diagnostics = (window.start_us, 0)
+                self._previous_snapshot = self._empty_snapshot(window.start_us)
             self.last_window_end_us = window.end_us
             if self.bag is not None and window.end_us >= self._next_diagnostics_us:
                 self.write_diagnostics(window.end_us)
@@ -225,37 +233,62 @@ class SegmentRun:
         imsave(self.render_dir / f"window_{index:06d}.png", bgr[..., ::-1])
         self.images += 1
 
-    def diagnostic_values(self, stamp_us: int) -> dict:
-        """Return the diagnostics key-value pairs at event time ``stamp_us``."""
+    @staticmethod
+    def _empty_snapshot(stamp_us: int):
+        from spikems_ros.ros.health import HealthSnapshot
+
+        return HealthSnapshot(wall_s=stamp_us / 1e6)
+
+    def snapshot(self, stamp_us: int):
+        """Return the node's health counters for this run at event time ``stamp_us``.
+
+        Offline, event time replaces the node's wall clock, so rates are per
+        second of event time. Each feed chunk counts as one input packet, and
+        nothing is queued, dropped from a queue, lost or undecodable.
+        """
         import numpy as np
 
+        from spikems_ros.ros.health import HealthSnapshot
+
         counters = self.pipeline.counters
-        binner = self.pipeline.binner.counters
-        classified = counters.events_foreground + counters.events_background
-        previous_us, previous_classified = self._last_diagnostics
-        period_s = (stamp_us - previous_us) / 1e6
-        stream_s = (stamp_us - self.first_window_start_us) / 1e6
-        wall_s = time.perf_counter() - self.started_s
         recent_ms = counters.bin_processing_ms
-        return {
-            "events_in": counters.events_in,
-            "event_rate_per_s": f"{(classified - previous_classified) / period_s:.1f}" if period_s > 0 else "0",
-            "events_foreground": counters.events_foreground,
-            "events_background": counters.events_background,
-            "events_dropped": binner.events_out_of_range + binner.events_late,
-            "bins_processed": counters.bins_processed,
-            "bin_processing_ms_median": f"{float(np.median(recent_ms)):.3f}" if recent_ms else "0",
-            "real_time_factor": f"{wall_s / stream_s:.3f}" if stream_s > 0 else "0",
-            "windows": counters.windows,
-            "boxes": counters.boxes,
-            "synaptic_ops": counters.synaptic_ops,
-            "time_resets": counters.time_resets,
-        }
+        return HealthSnapshot(
+            wall_s=stamp_us / 1e6,
+            packets_received=self.chunks_fed,
+            events_received=counters.events_in,
+            packets_processed=self.chunks_fed,
+            events_processed=counters.events_in,
+            events_foreground=counters.events_foreground,
+            bins_processed=counters.bins_processed,
+            windows_published=self.windows,
+            time_resets=counters.time_resets,
+            worker_busy_s=time.perf_counter() - self.started_s,
+            bin_processing_ms_median=float(np.median(recent_ms)) if recent_ms else 0.0,
+            width=self.pipeline.width,
+            height=self.pipeline.height,
+        )
 
     def write_diagnostics(self, stamp_us: int, message: str = "running") -> None:
+        """Write the node's diagnostics for the period since the previous ones, plus the offline counts.
+
+        The level is always OK: offline, running slower than real time loses nothing.
+        """
+        from spikems_ros.ros.health import LEVEL_OK, health_report
+
+        current = self.snapshot(stamp_us)
+        values, _, _ = health_report(current, self._previous_snapshot, self.pipeline.config.bin_width_us)
+        self._previous_snapshot = current
+        binner = self.pipeline.binner.counters
         counters = self.pipeline.counters
-        self.bag.write_diagnostics(stamp_us, self.diagnostic_values(stamp_us), message=message)
-        self._last_diagnostics = (stamp_us, counters.events_foreground + counters.events_background)
+        values.update(
+            events_background=counters.events_background,
+            events_dropped=binner.events_out_of_range + binner.events_late,
+            boxes=counters.boxes,
+            synaptic_ops=counters.synaptic_ops,
+            device=self.device,
+            weights=self.weights,
+        )
+        self.bag.write_diagnostics(stamp_us, values, level=LEVEL_OK, message=message)
 
 
 def segment(args) -> dict:
@@ -307,13 +340,14 @@ def segment(args) -> dict:
             render_dir.mkdir()
 
         segment_run = SegmentRun(
-            pipeline, bag=bag, render_dir=render_dir, render_every=args.render_every, frame_id=frame_id
+            pipeline, bag=bag, render_dir=render_dir, render_every=args.render_every, frame_id=frame_id,
+            device=args.device, weights=str(weights_path),
         )
         times_us = events["t"]
         span_ms = int((times_us[-1] - times_us[0]) // 1000) if events.shape[0] else 0
         with tqdm(total=span_ms, unit="ms", desc="segment", disable=None) as progress:
             for start, stop in feed_slices(times_us, FEED_CHUNK_US):
-                segment_run.handle(pipeline.push_events(events[start:stop]))
+                segment_run.push(events[start:stop])
                 progress.update(int((times_us[stop - 1] - times_us[0]) // 1000) - progress.n)
             segment_run.handle(pipeline.flush())
         if bag is not None and segment_run.last_window_end_us is not None:
