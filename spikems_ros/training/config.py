@@ -44,6 +44,13 @@ class OptimConfig:
     learning_rate: float = 1e-3  # Adam with amsgrad
     weight_decay: float = 0.0
     spike_loss_weight: float = 1.0  # lambda of L = L_bce + lambda * L_spike
+    # BCE weight of pixels without input events in the window (event pixels weigh 1):
+    # small, because empty pixels are easy, but not 0, since spikes there count against IoU.
+    empty_pixel_weight: float = 0.2
+    foreground_weight: float = 1.0  # BCE weight of foreground pixels against background ones
+    # Per-layer spike rates the initial weights are scaled to on a sample batch
+    # (conv1..deconv6); see training.calibration. Empty disables the calibration.
+    initial_spike_rates: tuple = (0.05, 0.05, 0.05, 0.05, 0.05, 0.03)
     validation_windows: int = 8  # full-frame windows scored after each epoch
     seed: int = 0  # seeds torch, numpy and the sample draw
 

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from spikems_ros.snn.loss import LossConfig, spikems_loss
+from spikems_ros.snn.loss import LossConfig, LossTerms, count_logits, van_rossum_loss
 from spikems_ros.snn.network import SpikeMSNetwork
 from spikems_ros.snn.weights import load_network, save_weights
+from spikems_ros.training.calibration import calibrate_weight_scales
 from spikems_ros.training.config import TrainConfig, config_to_dict
 from spikems_ros.training.data import WindowDataset, draw_sample_specs, load_split
 
@@ -115,14 +117,22 @@ def _score(model, batch: dict, config: TrainConfig, loss_config: LossConfig, dev
         window.warmup_bins + window.output_delay_bins + window.window_bins,
     )
     window_slice = slice(window.warmup_bins, window.warmup_bins + window.window_bins)
-    label = batch["label"].to(device)
-    terms = spikems_loss(
-        output[..., scored],
-        batch["foreground_input"].to(device)[..., window_slice],
-        foreground_mask=label,
-        foreground_label=label,
-        config=loss_config,
-    )
+    label = batch["label"].to(device)  # (B, H, W)
+    event_pixels = batch["event_pixels"].to(device)  # (B, H, W)
+    scored_output = output[..., scored]  # (B, 2, H, W, window_bins)
+
+    # L_bce over all pixels: event pixels weigh 1, empty pixels less (see OptimConfig).
+    pixel_weights = event_pixels + config.optim.empty_pixel_weight * (1 - event_pixels)
+    pixel_weights = pixel_weights * (1 + (config.optim.foreground_weight - 1) * label)
+    per_pixel = F.binary_cross_entropy_with_logits(
+        count_logits(scored_output, loss_config), label, reduction="none"
+    )  # (B, H, W)
+    bce = (per_pixel * pixel_weights).sum() / pixel_weights.sum().clamp(min=1.0)
+
+    # L_spike against the foreground input spikes of the window (the input spikes
+    # masked by the ground truth), compared with the delayed output.
+    spike_term = van_rossum_loss(scored_output, batch["foreground_input"].to(device)[..., window_slice], loss_config)
+    terms = LossTerms(bce + loss_config.spike_loss_weight * spike_term, bce, spike_term)
     iou = event_pixel_iou(output[..., scored].detach(), label)
     spike_rates = [layer.detach().mean().item() for layer in layer_outputs[1:]]
     return terms, iou, spike_rates
@@ -196,6 +206,16 @@ def train(config: TrainConfig, device_name: str = "cpu", resume: bool = False, i
         first_epoch = int(state["epoch"]) + 1
         history = list(state["history"])
         LOG.info("resumed from %s after epoch %d", checkpoint_path, first_epoch - 1)
+
+    if not resume and not initial_weights and config.optim.initial_spike_rates:
+        # Every rank draws the same calibration batch, so all start from the same weights.
+        calibration_specs = draw_sample_specs(
+            train_streams, config.window, 16, seed=20_000 + config.optim.seed, crop=True
+        )
+        calibration_batch = torch.stack(
+            [sample["input"] for sample in WindowDataset(train_streams, calibration_specs, config.window)]
+        ).to(context.device)  # (16, 2, H, W, T)
+        calibrate_weight_scales(network, calibration_batch, tuple(config.optim.initial_spike_rates))
 
     trained = AllLayerOutputs(network)
     if context.world_size > 1:
