@@ -2,6 +2,7 @@
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -290,11 +291,29 @@ def test_missing_weights_error(tmp_path, input_bag, caplog):
     assert f"weights file {tmp_path / 'absent.pt'} not found" in caplog.text
 
 
-def test_default_weights_missing_names_paths(monkeypatch):
-    monkeypatch.setattr(segment, "DEFAULT_WEIGHTS_NAME", "absent_weights.pt")
+def test_default_weights_missing_names_paths(tmp_path):
+    candidates = [tmp_path / "share" / "absent.pt", tmp_path / "repository" / "absent.pt"]
 
-    with pytest.raises(FileNotFoundError, match=r"default weights file not found \(searched .*weights/absent_weights"):
-        segment.default_weights_path()
+    with pytest.raises(FileNotFoundError) as error:
+        segment.default_weights_path(candidates)
+
+    assert f"default weights file not found (searched {candidates[0]}, {candidates[1]})" in str(error.value)
+
+
+def test_default_weights_first_found(tmp_path):
+    candidates = [tmp_path / "share" / "absent.pt", tmp_path / "first.pt", tmp_path / "second.pt"]
+    candidates[1].write_bytes(b"")
+    candidates[2].write_bytes(b"")
+
+    assert segment.default_weights_path(candidates) == candidates[1]
+
+
+def test_default_weights_searched_in_repository():
+    from spikems_ros.ros.parameters import default_weights_candidates
+
+    repository = Path(__file__).resolve().parents[1]
+
+    assert repository / "weights" / segment.DEFAULT_WEIGHTS_NAME in default_weights_candidates()
 
 
 def test_publish_period_not_bin_multiple(input_bag, weights_file, caplog):

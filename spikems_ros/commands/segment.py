@@ -82,22 +82,15 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def default_weights_path() -> Path:
-    """Return the shipped weights file: in the ament share directory when installed, else in the repository.
+def default_weights_path(candidates: list | None = None) -> Path:
+    """Return the shipped weights file, searched where the node searches it.
 
-    Raises FileNotFoundError naming every place looked at.
+    The places are the ament share directory of an installed package, then the
+    repository's weights/ folder. Raises FileNotFoundError naming every place searched.
     """
-    import spikems_ros
+    from spikems_ros.ros.parameters import default_weights_candidates
 
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("spikems_ros")) / "weights" / DEFAULT_WEIGHTS_NAME)
-    except (ImportError, LookupError, ValueError):
-        pass  # not installed with ament: only the repository copy applies
-    candidates.append(Path(spikems_ros.__file__).resolve().parents[1] / "weights" / DEFAULT_WEIGHTS_NAME)
-
+    candidates = default_weights_candidates() if candidates is None else candidates
     for candidate in candidates:
         if candidate.is_file():
             return candidate
