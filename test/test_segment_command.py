@@ -168,7 +168,6 @@ def check_output_bag(path, input_events: np.ndarray, summary: dict) -> dict:
     assert values["windows_published"] == str(summary["windows"])
     assert values["events_processed"] == str(summary["events_in"])
     assert values["resolution"] == f"{summary['width']}x{summary['height']}"
-    assert float(values["input_event_rate_per_s"]) > 0
     return messages
 
 
@@ -216,6 +215,10 @@ def test_output_bag_reads_back(full_run, input_bag):
     assert (output / "segmented.mcap").is_file()
     assert [path.name for path in output.parent.iterdir() if path.name.startswith(".")] == []
     assert {message.header.frame_id for _, message in messages[MASK_TOPIC]} == {FRAME_ID}
+    (diagnostics,) = [message.status[0] for _, message in messages[outputs.DIAGNOSTICS_TOPIC]]
+    values = {item.key: item.value for item in diagnostics.values}
+    assert float(values["input_event_rate_per_s"]) > 0
+    assert diagnostics.level == 0
 
 
 def test_mask_marks_foreground_pixels(full_run):
@@ -262,6 +265,30 @@ def test_time_range_mono_render_every(tmp_path, input_bag, weights_file, capsys)
     assert sorted(path.name for path in render.iterdir()) == ["window_000000.png"]
     messages = check_output_bag(output, selected, summary)
     assert {message.header.frame_id for _, message in messages[MASK_TOPIC]} == {"custom"}
+
+
+def test_gaps_reset_and_diagnostics_per_second(tmp_path, weights_file, capsys):
+    # Three 5 ms bursts 15 s apart: each gap is longer than the binner's 10 s
+    # limit, so the pipeline restarts twice, and event time crosses two
+    # diagnostics periods.
+    events = synthetic_events()
+    burst = events[(events["t"] < 20_005_000) & (events["x"] < WIDTH)]
+    bursts = [burst.copy() for _ in range(3)]
+    for index, part in enumerate(bursts):
+        part["t"] += index * 15_000_000
+    path = write_dvs_bag(tmp_path / "bursts", np.concatenate(bursts))
+    output = tmp_path / "bag"
+
+    summary = run_segment([path, "--weights", weights_file, "--output", output], capsys)
+
+    assert summary["time_resets"] == 2
+    assert summary["windows"] == 3
+    total = summary["events_foreground"] + summary["events_background"] + summary["events_dropped"]
+    assert total == summary["events_decoded"] == 3 * burst.shape[0]
+    messages = check_output_bag(output, np.concatenate(bursts), summary)
+    diagnostics = [message for _, message in messages[outputs.DIAGNOSTICS_TOPIC]]
+    assert [message.status[0].message for message in diagnostics] == ["running", "running", "finished"]
+    assert [message.header.stamp.sec for message in diagnostics] == [35, 50, 50]
 
 
 def test_existing_output_needs_force(tmp_path, input_bag, weights_file, caplog, capsys):
