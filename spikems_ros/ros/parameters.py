@@ -183,7 +183,7 @@ class NodeSettings:
     diagnostics_period_s: float
 
 
-_TYPE_NAMES = {bool: "boolean", int: "integer", float: "floating-point number", str: "string", list: "list"}
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a floating-point number", str: "a string", list: "a list"}
 
 
 def _typed_value(spec: ParameterSpec, value):
@@ -195,8 +195,8 @@ def _typed_value(spec: ParameterSpec, value):
     if expected_type is int and isinstance(value, bool):
         raise ParameterError(spec.name, value, f"{spec.constraints}, got a boolean")
     if not isinstance(value, expected_type):
-        type_name = _TYPE_NAMES.get(type(value), type(value).__name__)
-        raise ParameterError(spec.name, value, f"{spec.constraints}, got a {type_name}")
+        type_name = _TYPE_NAMES.get(type(value), f"a {type(value).__name__}")
+        raise ParameterError(spec.name, value, f"{spec.constraints}, got {type_name}")
     return value
 
 

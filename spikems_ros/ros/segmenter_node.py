@@ -86,6 +86,17 @@ class SegmenterNode(Node):
 
     def __init__(self, **node_options):
         super().__init__(NODE_NAME, **node_options)
+        self._stop = threading.Event()
+        self._worker = None
+        try:
+            self._set_up()
+        except BaseException:
+            # Release the rcl node now; the context would otherwise destroy it later.
+            self.destroy_node()
+            raise
+
+    def _set_up(self) -> None:
+        """Validate the parameters, load the network, then create the topics and the worker."""
         self.settings = settings_from_values(self._declare_parameters())
         settings = self.settings
 
@@ -139,7 +150,6 @@ class SegmenterNode(Node):
         self._previous_snapshot = None
         self._diagnostics_timer = self.create_timer(settings.diagnostics_period_s, self._publish_diagnostics)
 
-        self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run_worker, name="spikems_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -350,10 +360,11 @@ class SegmenterNode(Node):
     def destroy_node(self) -> None:
         """Stop the worker thread, then destroy the node."""
         self._stop.set()
-        self._queue.close()
-        self._worker.join(timeout=10.0)
-        if self._worker.is_alive():
-            self.get_logger().warning("worker thread still running after 10 s; destroying the node anyway")
+        if self._worker is not None:
+            self._queue.close()
+            self._worker.join(timeout=10.0)
+            if self._worker.is_alive():
+                self.get_logger().warning("worker thread still running after 10 s; destroying the node anyway")
         super().destroy_node()
 
 
