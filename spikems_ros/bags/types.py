@@ -99,7 +99,7 @@ def register_types(typestore, definitions: dict) -> None:
 
 
 def output_typestore():
-    """Return a ROS 2 Kilted typestore that also knows every type the segmenter publishes.
+    """Return a ROS 2 Kilted typestore with every type the segmenter publishes registered.
 
     The event array types of dvs_msgs and prophesee_event_msgs are registered too,
     so the same store serves ``spikems convert-bag``.
