@@ -372,8 +372,13 @@ class SegmentationPipeline:
             return [self._finish(window) for window in self.classifier.pop_windows()]
 
         # A time jump: the bins before reset_at end the old timeline, whose windows
-        # are finished first; the new timeline starts from rest.
-        self._run(slice_bins(bins, 0, bins.reset_at))
+        # are finished first (after running empty bins through the output delay);
+        # the new timeline starts from rest.
+        old_timeline = slice_bins(bins, 0, bins.reset_at)
+        self._run(old_timeline)
+        if old_timeline.num_bins:
+            last_end_us = int(old_timeline.bin_start_us[-1]) + self.config.bin_width_us
+            self._run(self._empty_bins(last_end_us, self.config.output_delay_bins))
         results = [self._finish(window) for window in self.classifier.pop_windows(flush=True)]
         self.classifier.reset()
         self.segmenter.reset()
