@@ -1,1 +1,5 @@
-"""ROS 2 adapter of spikems_ros: the segmenter node and its helpers (imports rclpy)."""
+"""ROS 2 adapter of spikems_ros: the segmenter node and its helpers.
+
+Only segmenter_node and messages import rclpy; parameters, event_queue, health
+and log_bridge are plain Python.
+"""

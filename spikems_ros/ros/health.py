@@ -1,8 +1,8 @@
 """The segmenter node's health report for /diagnostics, computed from counter snapshots.
 
 The node takes a snapshot of its cumulative counters once per diagnostics
-period; rates and the real-time factor come from the difference between two
-snapshots, totals from the latest one.
+period. Rates and the real-time factor come from the difference between two
+snapshots, and totals from the latest one.
 """
 
 from dataclasses import asdict, dataclass
@@ -47,7 +47,7 @@ def health_report(current: HealthSnapshot, previous: HealthSnapshot | None, bin_
 
     ``values`` maps key to value for DiagnosticStatus.values. The real-time
     factor is the worker's busy time over the event time of the bins it
-    processed in the period; above 1 the node falls behind the stream. The level
+    processed in the period. Above 1 the node falls behind the stream. The level
     is WARN when the node fell behind, dropped, lost or failed to decode packets
     during the period, and OK otherwise.
     """

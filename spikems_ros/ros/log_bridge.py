@@ -1,10 +1,10 @@
 """Forward the core library's ``logging`` records to a node's rclpy logger.
 
 The core (pipeline, decoders, weights) logs with the standard ``logging``
-module because it runs without ROS. In the node those records should reach the
-ROS log like the node's own messages, and repeats should not flood it: a
-record whose message template was forwarded less than ``throttle_s`` ago is
-counted instead, and the count is added to the next forwarded one.
+module because it runs without ROS. In the node those records go to the ROS
+log like the node's own messages. So that repeats do not flood it, a record
+whose message template was forwarded less than ``throttle_s`` ago is counted
+instead, and the count is added to the next forwarded one.
 """
 
 import logging

@@ -1,9 +1,9 @@
 """Fill rclpy messages from the nested dictionaries of ``spikems_ros.outputs``.
 
 The field types come from each message class's ``SLOT_TYPES`` (rosidl_parser
-definitions), so one recursive filler serves every output message: nested
-dictionaries fill nested messages, lists of dictionaries become sequences of
-messages, and numpy arrays go to array and sequence fields without a
+definitions), so one recursive filler serves every output message. Nested
+dictionaries fill nested messages and lists of dictionaries become sequences
+of messages. Numpy arrays go to array and sequence fields without a
 per-element Python check.
 """
 
@@ -107,7 +107,7 @@ def _nested_value(field_type: AbstractNestedType, value, name: str):
     if isinstance(field_type, Array):
         # rclpy keeps fixed-size arrays as numpy arrays of the element type.
         if numbers.size != field_type.size:
-            raise TypeError(f"field {name!r} holds {field_type.size} values, got {numbers.size}")
+            raise TypeError(f"field {name!r} is an array of {field_type.size} values, got {numbers.size} values")
         return numbers
     if isinstance(field_type, AbstractSequence):
         # array.array with the right typecode is assigned as is, skipping the

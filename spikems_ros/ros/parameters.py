@@ -140,7 +140,7 @@ PARAMETER_SPECS = (
     ),
     ParameterSpec(
         "max_latency_ms", 200,
-        "most event time, in milliseconds, waiting in the input queue; older packets are dropped",
+        "maximum event time, in milliseconds, waiting in the input queue; older packets are dropped",
         "an integer >= 1", _at_least(1),
     ),
     ParameterSpec(
@@ -298,5 +298,5 @@ def resolve_weights_path(value: str, candidates: list | None = None) -> Path:
             return path
     searched = ", ".join(str(path) for path in candidates)
     raise ParameterError(
-        "weights", value, f"the path of a weights file, because the shipped weights are not in {searched}"
+        "weights", value, f"the path of a weights file, because the shipped weights file was not found in {searched}"
     )

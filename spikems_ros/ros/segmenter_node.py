@@ -57,7 +57,9 @@ LOG_THROTTLE_S = 5.0
 # How long the worker waits for a packet before checking whether to stop, in seconds.
 WORKER_POLL_S = 0.1
 
-# Largest width or height accepted from an EventPacket: EVT 3.0 addresses 11 bits.
+# Largest width or height accepted from an EventPacket. It keeps a corrupt header
+# from allocating network state for an absurd frame, and is far above the
+# sensors in use (the Prophesee IMX636 is 1280x720).
 MAX_SENSOR_SIZE = 4096
 
 _PARAMETER_TYPES = {
@@ -167,9 +169,9 @@ class SegmenterNode(Node):
                 description=spec.description,
                 additional_constraints=spec.constraints,
                 read_only=True,
-                # rclpy would reject a value of another type with a message that does
-                # not give the accepted range; settings_from_values checks types
-                # itself, and converts integers given for doubles (1 for 1.0).
+                # rclpy would reject a value of another type without naming the
+                # accepted range. settings_from_values checks types itself and
+                # converts integers given for doubles (1 for 1.0).
                 dynamic_typing=True,
             )
             values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
@@ -227,6 +229,8 @@ class SegmenterNode(Node):
     # Worker thread: pipeline and publishing.
 
     def _run_worker(self) -> None:
+        # NOTE: only new events complete bins, so when the stream stops, the last
+        # windows (one window plus the output delay) wait for the next events.
         while not self._stop.is_set():
             packet = self._queue.get(WORKER_POLL_S)
             if packet is None:

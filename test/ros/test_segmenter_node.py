@@ -549,3 +549,35 @@ def test_node_seq_restart_is_not_loss(ros_context, weights_file):
     finally:
         node.destroy_node()
     assert lost == 0
+
+
+def test_node_drops_oldest_when_behind(ros_context, weights_file):
+    rng = np.random.default_rng(7)
+    node = make_node(ros_context, weights_file, max_latency_ms=5)
+    # Hold the worker inside its first packet so that the queue fills up behind it.
+    gate = threading.Event()
+    process = node._process
+
+    def gated_process(packet):
+        gate.wait(10.0)
+        process(packet)
+
+    def finished() -> bool:
+        snapshot = node.snapshot()
+        return snapshot.queued_packets == 0 and snapshot.packets_processed + snapshot.dropped_packets == 20
+
+    node._process = gated_process
+    try:
+        for seq in range(20):
+            node._on_packet(mono_packet(random_events(rng, 50, START_US + seq * 2000, 2000), seq=seq))
+        gate.set()
+        assert wait_for(finished), node.snapshot()
+        snapshot = node.snapshot()
+    finally:
+        gate.set()
+        node.destroy_node()
+    # Packets span 2 ms each, so at most two fit in 5 ms next to the one being processed.
+    assert snapshot.dropped_packets >= 17
+    assert snapshot.events_processed + snapshot.dropped_events == snapshot.events_received
+    assert snapshot.dropped_span_us >= 17 * 2000 - 2000
+    assert snapshot.lost_packets == 0

@@ -54,6 +54,9 @@ PROCESSING_TIMEOUT_S = 45.0
 # thread, so the whole 2 s recording would take minutes.
 REPLAY_PACKETS = 20
 
+# Packets of the same recording played twice in the loop test (about 30 ms each time).
+LOOP_PACKETS = 8
+
 # Epoch microseconds of the synthetic streams (2023-11-14).
 SYNTHETIC_START_US = 1_700_000_000_000_000
 
@@ -394,6 +397,40 @@ def test_bag_replay_publishes_every_output(tmp_path, weights_path):
         assert [layer.name for layer in operations.layers] == layer_names
         assert operations.total_synaptic_ops == sum(layer.synaptic_ops for layer in operations.layers)
         assert operations.bin_width_us == 1000
+
+
+@pytest.mark.ros
+def test_bag_loop_resets_state(tmp_path, weights_path):
+    bag_packets = read_bag_packets(real_file("test_events_1.db3"))[:LOOP_PACKETS]
+    # Played in a loop, the recording starts over: stamps, sensor time and seq go back.
+    looped = bag_packets + bag_packets
+    sent_events = decode_messages(looped)
+
+    node, driver = run_node(tmp_path, weights_path, "/bag_loop")
+    try:
+        driver.publish([to_ros_message(packet) for packet in looped])
+        processed = driver.wait_processed(len(looped), len(sent_events), PROCESSING_TIMEOUT_S)
+        diagnostics = driver.diagnostics()
+        running = node.is_running()
+    finally:
+        driver.close()
+        node.stop()
+    log = node.log_text()
+    assert processed, f"node did not process every event; diagnostics {diagnostics}; log:\n{log}"
+    assert running
+    assert diagnostics["time_resets"] == "1"
+    assert diagnostics["lost_packets"] == "0"
+    assert diagnostics["decode_errors"] == "0"
+    assert "event time jumped" in log
+
+    # The second pass decodes to the same times as the first, so its windows repeat the first pass's stamps.
+    window_ends_us = [stamp_us(message) for message in driver.messages["detections"]]
+    restarts = [index for index in range(1, len(window_ends_us)) if window_ends_us[index] < window_ends_us[index - 1]]
+    assert len(restarts) == 1, f"window end stamps {window_ends_us}"
+    restart = restarts[0]
+    assert window_ends_us[restart] == window_ends_us[0]
+    foreground = decode_messages(driver.messages["foreground_events"][restart:])
+    assert event_set(foreground) <= event_set(sent_events)
 
 
 @pytest.mark.ros
