@@ -77,7 +77,7 @@ hash_inputs() {
         | LC_ALL=C sort | xargs -r sha256sum | sha256sum | cut -d' ' -f1
 }
 
-# Configure (first time only), build and install one ament_cmake package, unless
+# Configure, build and install one ament_cmake package, unless
 # the hash of its inputs (the remaining arguments after --) matches the last build.
 build_package() {
     local source_dir="$1" build_dir="$2" install_prefix="$3"
@@ -93,16 +93,15 @@ build_package() {
         return
     fi
     log "building $(basename "$build_dir") into $install_prefix"
-    if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-        cmake -S "$source_dir" -B "$build_dir" \
-            -DCMAKE_INSTALL_PREFIX="$install_prefix" \
-            -DCMAKE_BUILD_TYPE=Release \
-            -DBUILD_TESTING=OFF \
-            -DPython3_EXECUTABLE="$VENV/bin/python" \
-            "-DCMAKE_INSTALL_RPATH=$install_prefix/lib;$VENV/lib" \
-            "${cmake_arguments[@]}" >"$build_dir.configure.log" 2>&1 \
-            || { cat "$build_dir.configure.log" >&2; exit 1; }
-    fi
+    # Configure on every rebuild: install rules depend on which files exist.
+    cmake -S "$source_dir" -B "$build_dir" \
+        -DCMAKE_INSTALL_PREFIX="$install_prefix" \
+        -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_TESTING=OFF \
+        -DPython3_EXECUTABLE="$VENV/bin/python" \
+        "-DCMAKE_INSTALL_RPATH=$install_prefix/lib;$VENV/lib" \
+        "${cmake_arguments[@]}" >"$build_dir.configure.log" 2>&1 \
+        || { cat "$build_dir.configure.log" >&2; exit 1; }
     cmake --build "$build_dir" -j "$JOBS" >"$build_dir.build.log" 2>&1 \
         || { cat "$build_dir.build.log" >&2; exit 1; }
     cmake --install "$build_dir" >"$build_dir.install.log" 2>&1 \
