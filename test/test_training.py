@@ -12,6 +12,7 @@ import torch
 from spikems_ros.training.config import (
     DataSplitConfig,
     OptimConfig,
+    SurrogateConfig,
     TrainConfig,
     WindowConfig,
     config_from_dict,
@@ -32,6 +33,7 @@ def tiny_config(tmp_path, epochs=4, samples=48) -> TrainConfig:
         optim=OptimConfig(
             epochs=epochs, samples_per_epoch=samples, batch_size=8, learning_rate=3e-3, validation_windows=8, seed=0
         ),
+        surrogate=SurrogateConfig(tau_rho=1.0, scale_rho=1.0),
         output_dir=str(tmp_path / "run"),
     )
 
@@ -71,12 +73,12 @@ def test_sample_shapes_and_labels(tmp_path):
 
 @pytest.mark.slow
 def test_training_lowers_loss(tmp_path):
-    config = tiny_config(tmp_path, epochs=4)
+    config = tiny_config(tmp_path, epochs=5)
 
     final = train(config, device_name="cpu")
 
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert len(history) == 4
+    assert len(history) == 5
     checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     initial_loss = checkpoint["history"][0]["validation_loss"]
     assert checkpoint["history"][0]["epoch"] == -1

@@ -90,6 +90,10 @@ def save_weights(path: str | os.PathLike, network: SpikeMSNetwork, metadata: dic
     try:
         with os.fdopen(descriptor, "wb") as stream:
             torch.save(content, stream)
+        # mkstemp creates the file readable by its owner only; give it the usual mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary_name, 0o666 & ~umask)
         os.replace(temporary_name, path)
     except BaseException:
         os.unlink(temporary_name)

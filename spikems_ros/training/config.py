@@ -50,9 +50,22 @@ class OptimConfig:
     foreground_weight: float = 1.0  # BCE weight of foreground pixels against background ones
     # Per-layer spike rates the initial weights are scaled to on a sample batch
     # (conv1..deconv6); see training.calibration. Empty disables the calibration.
-    initial_spike_rates: tuple = (0.05, 0.05, 0.05, 0.05, 0.05, 0.03)
+    initial_spike_rates: tuple = (0.05, 0.05, 0.05, 0.05, 0.05, 0.005)
     validation_windows: int = 8  # full-frame windows scored after each epoch
     seed: int = 0  # seeds torch, numpy and the sample draw
+
+
+@dataclass(frozen=True)
+class SurrogateConfig:
+    """Surrogate-gradient shape used for every layer while training (None keeps the layer's value).
+
+    Only the backward pass uses these, so they change how the network learns, not
+    how trained weights run. A wider density (tau_rho about 1 threshold) passes
+    gradient to neurons far below threshold, which keeps sparse layers learning.
+    """
+
+    tau_rho: float | None = None  # width of the surrogate density, in units of the threshold
+    scale_rho: float | None = None  # height scale of the surrogate density
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class TrainConfig:
     )
     window: WindowConfig = field(default_factory=WindowConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
     output_dir: str = "runs/train"  # checkpoints, final weights and the metrics log
     model: str = "snn"  # "snn" (SpikeMS); other models are added by the evaluation tools
 
@@ -88,6 +102,7 @@ _SECTIONS = {
     "validation": DataSplitConfig,
     "window": WindowConfig,
     "optim": OptimConfig,
+    "surrogate": SurrogateConfig,
 }
 
 

@@ -6,6 +6,7 @@ Every process draws its own share of the epoch's samples; DistributedDataParalle
 averages the gradients. Only rank 0 writes checkpoints and logs metrics.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from spikems_ros.snn.loss import LossConfig, LossTerms, count_logits, van_rossum_loss
 from spikems_ros.snn.network import SpikeMSNetwork
+from spikems_ros.snn.neuron import RELEASED_NEURON_CONFIGS
 from spikems_ros.snn.weights import load_network, save_weights
 from spikems_ros.training.calibration import calibrate_weight_scales
 from spikems_ros.training.config import TrainConfig, config_to_dict
@@ -68,6 +70,14 @@ def setup_distributed(device_name: str) -> DistributedContext:
         device = torch.device("cpu")
     LOG.info("rank %d of %d joined the %s process group", rank, world_size, backend)
     return DistributedContext(rank, world_size, device)
+
+
+def surrogate_neuron_configs(config: TrainConfig) -> tuple:
+    """Return the released per-layer neuron configurations with the training surrogate applied."""
+    overrides = {
+        name: value for name, value in dataclasses.asdict(config.surrogate).items() if value is not None
+    }
+    return tuple(dataclasses.replace(neuron, **overrides) for neuron in RELEASED_NEURON_CONFIGS)
 
 
 def seed_everything(seed: int) -> None:
@@ -187,7 +197,10 @@ def train(config: TrainConfig, device_name: str = "cpu", resume: bool = False, i
         train_streams = load_split(config.train, config.window)
         validation_streams = load_split(config.validation, config.window)
 
-    network = load_network(initial_weights) if initial_weights else SpikeMSNetwork()
+    if initial_weights:
+        network = load_network(initial_weights)
+    else:
+        network = SpikeMSNetwork(surrogate_neuron_configs(config))
     network = network.to(context.device)
     optimizer = torch.optim.Adam(
         network.parameters(), lr=config.optim.learning_rate, weight_decay=config.optim.weight_decay, amsgrad=True
@@ -283,18 +296,18 @@ def train(config: TrainConfig, device_name: str = "cpu", resume: bool = False, i
             with (output_dir / "metrics.jsonl").open("a", encoding="utf-8") as log_file:
                 log_file.write(json.dumps(metrics) + "\n")
             _save_checkpoint(checkpoint_path, network, optimizer, epoch, history, config)
-            save_weights(
-                output_dir / "weights.pt",
-                network,
-                metadata={
-                    "epoch": epoch + 1,
-                    "validation_iou": metrics["validation_iou"],
-                    "output_delay_bins": config.window.output_delay_bins,
-                    "bin_us": config.window.bin_us,
-                    "window_bins": config.window.window_bins,
-                    "train_config_json": json.dumps(config_to_dict(config)),
-                },
-            )
+            metadata = {
+                "epoch": epoch + 1,
+                "validation_iou": metrics["validation_iou"],
+                "output_delay_bins": config.window.output_delay_bins,
+                "bin_us": config.window.bin_us,
+                "window_bins": config.window.window_bins,
+                "train_config_json": json.dumps(config_to_dict(config)),
+            }
+            save_weights(output_dir / "weights.pt", network, metadata=metadata)
+            best_iou = max((entry["validation_iou"] for entry in history[:-1] if entry["epoch"] >= 0), default=-1.0)
+            if metrics["validation_iou"] > best_iou:
+                save_weights(output_dir / "weights_best.pt", network, metadata=metadata)
 
     if context.world_size > 1:
         dist.barrier()
