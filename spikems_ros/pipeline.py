@@ -336,7 +336,7 @@ class SegmentationPipeline:
         bins = self.binner.flush()
         results = self._advance(bins, np.zeros(0, dtype=EVENT_DTYPE))
         if bins.num_bins:
-            # Run empty bins through the output delay so the last window gets its answer.
+            # Run empty bins through the output delay so the last window gets its prediction.
             last_end_us = int(bins.bin_start_us[-1]) + self.config.bin_width_us
             delay_bins = self._empty_bins(last_end_us, self.config.output_delay_bins)
             results += self._advance(delay_bins, np.zeros(0, dtype=EVENT_DTYPE))
@@ -345,7 +345,7 @@ class SegmentationPipeline:
         return results
 
     def _accepted_events(self, events: np.ndarray, open_bin_before_us, jumped: bool) -> np.ndarray:
-        """Return the events the binner kept, sorted by time, so classification sees the same set.
+        """Return the events the binner kept, sorted by time, so classification uses the same set.
 
         The binner drops coordinates outside the sensor, and, unless the time jumped,
         events older than the bin that was open before the push.

@@ -189,7 +189,7 @@ def run_demo(output_dir: Path, *, weights: str = "", seconds: float = 0.5, seed:
 
 
 def _event_keys(events: np.ndarray, base_us: int) -> np.ndarray:
-    """One int64 key per event for set membership: time since ``base_us`` above 34 bits of x, y and p.
+    """Pack each event into one int64 key for set membership: time since ``base_us`` above 34 bits of x, y and p.
 
     Unique while the times span less than 2**29 us (537 s), far more than a demo scene.
     """
