@@ -29,6 +29,7 @@ from spikems_ros.events.payload import (
     payload_words,
     raise_at_first,
     validate_events,
+    unwrap_time_high,
 )
 
 ENCODING = "evt2"
@@ -126,20 +127,10 @@ class Evt2Decoder:
 
     def _unwrap_time_high(self, time_high_values: np.ndarray) -> np.ndarray:
         """Return wraps * 2**34 + value * 64 for each EVT_TIME_HIGH value, counting wraps."""
-        if time_high_values.size == 0:
-            return np.zeros(0, dtype=np.int64)
-
-        if self._time_high_us is None:
-            previous_value = time_high_values[0]
-            previous_wraps = 0
-        else:
-            previous_value = (self._time_high_us >> TIME_LOW_BITS) & TIME_HIGH_MASK
-            previous_wraps = self._time_high_us // WRAP_US
-
-        sequence = np.concatenate(([previous_value], time_high_values))
-        drops = sequence[:-1] - sequence[1:]
-        wraps = previous_wraps + np.cumsum(drops > TIME_HIGH_WRAP_MIN_DROP)
-        return wraps * WRAP_US + (time_high_values << TIME_LOW_BITS)
+        return unwrap_time_high(
+            time_high_values, self._time_high_us, low_bits=TIME_LOW_BITS, high_mask=TIME_HIGH_MASK,
+            wrap_us=WRAP_US, wrap_min_drop=TIME_HIGH_WRAP_MIN_DROP,
+        )
 
 
 def encode_evt2(events: np.ndarray, *, previous_time_us: int | None = None) -> bytes:

@@ -38,6 +38,7 @@ from spikems_ros.events.payload import (
     raise_at_first,
     set_bit_positions,
     validate_events,
+    unwrap_time_high,
 )
 
 ENCODING = "evt3"
@@ -182,20 +183,10 @@ class Evt3Decoder:
 
     def _unwrap_time_high(self, time_high_values: np.ndarray) -> np.ndarray:
         """Return wraps * 2**24 + value * 4096 for each TIME_HIGH value, counting wraps."""
-        if time_high_values.size == 0:
-            return np.zeros(0, dtype=np.int64)
-
-        if self._time_high_us is None:
-            previous_value = time_high_values[0]
-            previous_wraps = 0
-        else:
-            previous_value = (self._time_high_us >> TIME_LOW_BITS) & (TIME_HIGH_STEPS - 1)
-            previous_wraps = self._time_high_us // WRAP_US
-
-        sequence = np.concatenate(([previous_value], time_high_values))
-        drops = sequence[:-1] - sequence[1:]
-        wraps = previous_wraps + np.cumsum(drops > TIME_HIGH_WRAP_MIN_DROP)
-        return wraps * WRAP_US + (time_high_values << TIME_LOW_BITS)
+        return unwrap_time_high(
+            time_high_values, self._time_high_us, low_bits=TIME_LOW_BITS, high_mask=(TIME_HIGH_STEPS - 1),
+            wrap_us=WRAP_US, wrap_min_drop=TIME_HIGH_WRAP_MIN_DROP,
+        )
 
     def _expand_events(
         self, words, event_positions, y_at_event, time_at,

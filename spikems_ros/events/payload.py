@@ -163,3 +163,34 @@ def check_sorted_by_time(times_us: np.ndarray, encoding: str) -> None:
             f"t[{index}] = {int(times_us[index])} is earlier than t[{index - 1}] = "
             f"{int(times_us[index - 1])}"
         )
+
+
+def unwrap_time_high(
+    time_high_values: np.ndarray,
+    previous_time_high_us: int | None,
+    *,
+    low_bits: int,
+    high_mask: int,
+    wrap_us: int,
+    wrap_min_drop: int,
+) -> np.ndarray:
+    """Return wraps * wrap_us + value << low_bits for each time-high value, counting counter wraps.
+
+    ``previous_time_high_us`` is the last unwrapped time-high of the stream (None at
+    its start). A drop of more than ``wrap_min_drop`` between consecutive values is a
+    wrap of the counter; smaller drops are glitches and do not count.
+    """
+    if time_high_values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+
+    if previous_time_high_us is None:
+        previous_value = time_high_values[0]
+        previous_wraps = 0
+    else:
+        previous_value = (previous_time_high_us >> low_bits) & high_mask
+        previous_wraps = previous_time_high_us // wrap_us
+
+    sequence = np.concatenate(([previous_value], time_high_values))
+    drops = sequence[:-1] - sequence[1:]
+    wraps = previous_wraps + np.cumsum(drops > wrap_min_drop)
+    return wraps * wrap_us + (time_high_values << low_bits)
