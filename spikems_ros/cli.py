@@ -46,9 +46,17 @@ def main(argv=None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (FileFormatError, DecodeError, FileNotFoundError, FileExistsError, ValueError) as error:
-        LOG.error("%s", error)
+    except (FileFormatError, DecodeError, OSError, ValueError) as error:
+        # Invalid input, missing or unreadable files, existing outputs, time-outs.
+        LOG.error("%s", error, exc_info=LOG.isEnabledFor(logging.DEBUG))
         return 2
+    except RuntimeError as error:
+        # A run that failed on the way, such as a node process that did not start.
+        LOG.error("%s", error, exc_info=LOG.isEnabledFor(logging.DEBUG))
+        return 1
+    except KeyboardInterrupt:
+        LOG.error("interrupted")
+        return 130
 
 
 if __name__ == "__main__":

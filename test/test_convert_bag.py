@@ -286,8 +286,14 @@ def test_existing_output_needs_force(tmp_path):
         convert_event_bag(source, output)
     assert (output / "keep.txt").read_text() == "old"
 
+    # --force replaces earlier outputs, never a folder holding other files.
+    with pytest.raises(OutputExistsError, match=r"holds files other than bag files"):
+        convert_event_bag(source, output, force=True)
+    assert (output / "keep.txt").read_text() == "old"
+
+    (output / "keep.txt").unlink()
     convert_event_bag(source, output, force=True)
-    assert not (output / "keep.txt").exists()
+    convert_event_bag(source, output, force=True)
     np.testing.assert_array_equal(read_file(output).events, read_file(source).events)
 
 

@@ -303,9 +303,18 @@ def test_existing_output_needs_force(tmp_path, input_bag, weights_file, caplog, 
     assert f"output {output} exists; pass --force to replace it" in caplog.text
     assert (output / "keep.txt").read_text() == "old"
 
+    # --force never deletes a folder that holds files this command did not write.
+    with caplog.at_level(logging.ERROR):
+        code = main(["segment", str(input_bag), "--weights", str(weights_file), "--output", str(output), "--force"])
+    assert code == 2
+    assert "holds files other than bag files" in caplog.text
+    assert (output / "keep.txt").read_text() == "old"
+
+    (output / "keep.txt").unlink()
+    output.rmdir()
+    run_segment([input_bag, "--weights", weights_file, "--output", output, "--duration-s", "0.002"], capsys)
     summary = run_segment([input_bag, "--weights", weights_file, "--output", output, "--force",
                            "--duration-s", "0.002"], capsys)
-    assert not (output / "keep.txt").exists()
     assert summary["windows"] == 1
     check_output_bag(output, read_file(input_bag).events, summary)
 

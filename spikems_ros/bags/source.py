@@ -24,7 +24,7 @@ def open_bag(path) -> tuple:
     path = Path(path)
     format_name = detect_format(path)
     if format_name not in BAG_FORMATS:
-        raise FileFormatError(path, f"is a {format_name} file; expected a ROS 1 or ROS 2 bag ({', '.join(BAG_FORMATS)})")
+        raise FileFormatError(path, f"is in the {format_name} format; expected a ROS 1 or ROS 2 bag ({', '.join(BAG_FORMATS)})")
     is_ros1 = format_name == ROSBAG1
     if not is_ros1 and path.is_file() and path.suffix != BARE_ROS2_SUFFIXES[format_name]:
         raise FileFormatError(

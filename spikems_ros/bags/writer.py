@@ -48,11 +48,33 @@ class OutputExistsError(FileExistsError, ValueError):
         super().__init__(f"output {path} exists; {hint}")
 
 
+# Files the commands write into an output folder: a rosbag2 folder or PNG renderings.
+# With --force a folder is replaced only when it holds nothing else.
+REPLACEABLE_SUFFIXES = {".yaml", ".mcap", ".db3", ".png"}
+
+
+def _holds_only_outputs(folder: Path) -> bool:
+    return all(entry.is_file() and entry.suffix in REPLACEABLE_SUFFIXES for entry in folder.iterdir())
+
+
 def check_output_path(path, *, force: bool, hint: str = "remove it or choose another path") -> Path:
-    """Return ``path`` as a Path, raising OutputExistsError when it exists and ``force`` is false."""
+    """Return ``path`` as a Path, raising OutputExistsError when it exists and may not be replaced.
+
+    Without ``force`` nothing existing is replaced. With it, a file or a folder
+    holding only bag files and PNG renderings is; a folder with other content is
+    not, so a mistyped path never deletes unrelated files.
+    """
     path = Path(path)
-    if not force and (path.exists() or path.is_symlink()):
+    if not (path.exists() or path.is_symlink()):
+        return path
+    if not force:
         raise OutputExistsError(path, hint)
+    if path.is_dir() and not path.is_symlink() and not _holds_only_outputs(path):
+        raise OutputExistsError(
+            path,
+            "it holds files other than bag files and PNG renderings, so --force does not replace it; "
+            "remove it yourself or choose another path",
+        )
     return path
 
 

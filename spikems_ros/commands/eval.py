@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 
 LOG = logging.getLogger(__name__)
 
@@ -52,6 +53,33 @@ def parse_windows(text: str) -> list:
     return windows
 
 
+def check_arguments(args) -> None:
+    """Reject option values the evaluation cannot use, naming the option and the accepted range."""
+    import torch
+
+    if args.synthetic and args.sequences < 1:
+        raise ValueError(f"--sequences {args.sequences} is invalid: expected an integer >= 1")
+    if args.synthetic and not args.seconds > 0:
+        raise ValueError(f"--seconds {args.seconds} is invalid: expected a number > 0")
+    if args.output_delay_bins is not None and args.output_delay_bins < 0:
+        raise ValueError(f"--output-delay-bins {args.output_delay_bins} is invalid: expected an integer >= 0")
+    if not args.warmup_ms >= 0:
+        raise ValueError(f"--warmup-ms {args.warmup_ms} is invalid: expected a number >= 0")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda is invalid here: torch finds no CUDA device; use --device cpu")
+
+
+def json_safe(value):
+    """Replace NaN and infinities (no window scored) by None, so the output is valid JSON."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def load_recordings(args) -> list:
     """Return LabelledRecording objects from --data or generated with --synthetic."""
     from pathlib import Path
@@ -83,6 +111,7 @@ def evaluate(args) -> dict:
     from spikems_ros.snn.weights import read_weights, load_network
 
     windows_ms = parse_windows(args.windows)
+    check_arguments(args)
     metadata = read_weights(args.weights).metadata
     network = load_network(args.weights, device=args.device)
     bin_us = int(metadata.get("bin_us", 1000))
@@ -110,6 +139,16 @@ def evaluate(args) -> dict:
             per_window[window_ms].extend(scores)
             per_sequence.append({"sequence": recording.name, "window_ms": window_ms, **summarize(scores)})
         LOG.info("scored %s: %d events", recording.name, events.shape[0])
+
+    scored = {window: len(per_window[window]) for window in windows_ms}
+    if not any(scored.values()):
+        raise ValueError(
+            f"no window of {args.windows} ms had ground-truth foreground after the {args.warmup_ms} ms warm-up; "
+            "use shorter windows or longer sequences"
+        )
+    for window, count in scored.items():
+        if count == 0:
+            LOG.warning("no %d ms window could be scored: the sequences are too short or have no foreground", window)
 
     return {
         "weights": str(args.weights),
@@ -141,7 +180,7 @@ def format_table(report: dict) -> str:
 def run(args) -> int:
     report = evaluate(args)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(json_safe(report)))
     else:
         print(format_table(report))
     return 0

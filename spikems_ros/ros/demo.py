@@ -72,6 +72,14 @@ def run_demo(output_dir: Path, *, weights: str = "", seconds: float = 0.5, seed:
     """Run the demo and return its figures; writes the overlay PNG into ``output_dir``."""
     from spikems_ros.simulation import SceneConfig, simulate_sequence
 
+    # Check the weights before the scene is generated, so a bad path fails at once.
+    from spikems_ros.ros.parameters import resolve_weights_path
+    from spikems_ros.snn.weights import read_weights
+
+    read_weights(resolve_weights_path(weights))
+    if not timeout_s > 0:
+        raise ValueError(f"timeout {timeout_s!r} s is invalid: expected a number > 0")
+
     output_dir.mkdir(parents=True, exist_ok=True)
     LOG.info("generating a %.2f s synthetic scene at %dx%d (seed %d)", seconds, width, height, seed)
     scene = simulate_sequence(SceneConfig(width=width, height=height, duration_s=seconds, seed=seed), 0)

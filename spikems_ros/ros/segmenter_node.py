@@ -27,6 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from event_camera_msgs.msg import EventPacket
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -374,7 +375,12 @@ class SegmenterNode(Node):
 
 def main(args=None) -> int:
     """Run the node until Ctrl-C or shutdown; return the exit code (1 when it cannot start)."""
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except _rclpy.RCLError as error:
+        # An unreadable --params-file or malformed --ros-args end here.
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {str(error).splitlines()[0]}")
+        return 1
     logger = rclpy.logging.get_logger(NODE_NAME)
     node = None
     try:

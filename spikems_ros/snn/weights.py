@@ -19,7 +19,6 @@ import dataclasses
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -105,13 +104,18 @@ def _read_content(path: Path) -> dict:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        # torch's message is a paragraph; its first sentence names the failure.
+        first_line = str(error).split(". ")[0] if str(error) else type(error).__name__
         raise WeightsError(
             path,
             f"cannot be read with weights_only=True ({first_line}): it is corrupt or contains "
             "objects other than tensors and plain values",
         ) from error
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as error:
+    except IsADirectoryError as error:
+        raise WeightsError(path, "is a folder, expected a weights file") from error
+    except OSError:
+        raise
+    except Exception as error:  # torch's loader raises many types (KeyError, RuntimeError, ...) for foreign files
         raise WeightsError(
             path, f"is not a readable torch file, it may be truncated or corrupt ({type(error).__name__}: {error})"
         ) from error

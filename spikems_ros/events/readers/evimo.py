@@ -211,6 +211,7 @@ def read_evimo_npz(path: Path, *, allow_pickle: bool = False) -> Recording:
         events_table = _load_entry(archive, path, "events")
         masks = _load_entry(archive, path, "mask") if "mask" in names else None
         discretization_s = _discretization(archive, path) if "discretization" in names else None
+        json_meta = _load_json_meta(archive, path) if "meta_json" in names else None
     meta = _load_pickled_meta(path, "meta", allow_pickle) if "meta" in names else None
 
     if events_table.ndim != 2 or events_table.shape[1] != 4:
@@ -227,8 +228,14 @@ def read_evimo_npz(path: Path, *, allow_pickle: bool = False) -> Recording:
             raise FileFormatError(path, f"'mask' has shape {masks.shape}, expected (F, H, W)")
         masks = object_ids(masks)
         frame_times_s = _meta_frame_times(path, meta, len(masks))
-        mask_times_us = (seconds_to_us(frame_times_s) if frame_times_s is not None
-                         else _evenly_spaced_mask_times(path, events, len(masks), discretization_s))
+        if frame_times_s is not None:
+            mask_times_us = seconds_to_us(frame_times_s)
+        elif json_meta is not None and "mask_start_us" in json_meta and "mask_interval_us" in json_meta:
+            # Files of spikems simulate store the mask timing as JSON next to the arrays.
+            mask_times_us = (int(json_meta["mask_start_us"])
+                             + np.arange(len(masks), dtype=np.int64) * int(json_meta["mask_interval_us"]))
+        else:
+            mask_times_us = _evenly_spaced_mask_times(path, events, len(masks), discretization_s)
 
     width, height = _choose_resolution(path, _meta_resolution(meta), masks, events)
     return finish_recording(events, width, height, EVIMO_NPZ, path,
@@ -330,6 +337,19 @@ def _meta_frame_times(path: Path, meta: dict | None, frame_count: int):
             path, f"meta['frames'] lists {len(frames)} frames but 'mask' contains {frame_count}"
         )
     return np.array([_frame_time_s(path, frame) for frame in frames])
+
+
+def _load_json_meta(archive, path: Path):
+    """Return the ``meta_json`` entry (JSON text, never pickled) as a dict, or None when unusable."""
+    import json
+
+    value = _load_entry(archive, path, "meta_json")
+    try:
+        meta = json.loads(str(value.item() if hasattr(value, "item") else value))
+    except (ValueError, TypeError) as error:
+        LOG.warning("%s: 'meta_json' is not valid JSON (%s); ignored", path, error)
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _evenly_spaced_mask_times(path, events, frame_count: int, discretization_s):
