@@ -219,3 +219,16 @@ def test_weights_error_is_value_error(weights_path):
     with pytest.raises(ValueError) as error:
         read_weights(weights_path)
     assert error.value.path == str(weights_path)
+
+
+def test_text_file_rejected(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n")
+
+    with pytest.raises(WeightsError, match="notes.txt"):
+        read_weights(path)
+
+
+def test_folder_rejected(tmp_path):
+    with pytest.raises(WeightsError, match="is a folder"):
+        read_weights(tmp_path)
