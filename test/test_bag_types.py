@@ -217,24 +217,36 @@ def test_replace_when_complete_existing_rejected(tmp_path):
 def test_replace_when_complete_failure_keeps_old(tmp_path):
     target = tmp_path / "out"
     target.mkdir()
-    (target / "file.txt").write_text("old")
+    (target / "old_0000.png").write_text("old")
 
     with pytest.raises(RuntimeError):
         with replace_when_complete(target, force=True) as staging:
             staging.mkdir()
             raise RuntimeError("interrupted")
 
-    assert (target / "file.txt").read_text() == "old"
+    assert (target / "old_0000.png").read_text() == "old"
     assert [path.name for path in tmp_path.iterdir()] == ["out"]
 
 
 def test_replace_when_complete_force_replaces(tmp_path):
     target = tmp_path / "out"
     target.mkdir()
-    (target / "old.txt").write_text("old")
+    (target / "metadata.yaml").write_text("old")
 
     with replace_when_complete(target, force=True) as staging:
         staging.write_text("a file now")
 
     assert target.read_text() == "a file now"
     assert [path.name for path in tmp_path.iterdir()] == ["out"]
+
+
+def test_replace_when_complete_keeps_foreign_folder(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+
+    with pytest.raises(OutputExistsError, match="holds files other than"):
+        with replace_when_complete(target, force=True) as staging:
+            staging.write_text("never written")
+
+    assert (target / "notes.txt").read_text() == "mine"
