@@ -83,6 +83,8 @@ def health_report(current: HealthSnapshot, previous: HealthSnapshot | None, bin_
             problems.append(f"{increase} {name.replace('_', ' ')}")
     if problems:
         return values, LEVEL_WARN, "; ".join(problems)
+    if new_events == 0 and current.queued_packets > 0:
+        return values, LEVEL_OK, f"no new events; {current.queued_packets} packets still queued"
     if new_events == 0:
         return values, LEVEL_OK, "no events received"
     return values, LEVEL_OK, "running"

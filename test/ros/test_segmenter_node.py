@@ -581,3 +581,9 @@ def test_node_drops_oldest_when_behind(ros_context, weights_file):
     assert snapshot.events_processed + snapshot.dropped_events == snapshot.events_received
     assert snapshot.dropped_span_us >= 17 * 2000 - 2000
     assert snapshot.lost_packets == 0
+
+
+def test_health_report_backlog_without_input():
+    values, level, message = health_report(HealthSnapshot(wall_s=5.0, queued_packets=12), None, bin_width_us=1000)
+    assert level == LEVEL_OK
+    assert message == "no new events; 12 packets still queued"
