@@ -7,7 +7,7 @@ import numpy as np
 
 from spikems_ros.evaluation.metrics import event_pixel_iou, per_event_iou
 from spikems_ros.events.binning import StreamingBinner
-from spikems_ros.segmentation import NetworkOutput, StreamSegmenter, WindowClassifier, energy_summary
+from spikems_ros.segmentation import StreamSegmenter, WindowClassifier, energy_summary
 
 LOG = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ masks and labels (batch, height, width), 1.0 for foreground and 0.0 for backgrou
 import dataclasses
 from typing import NamedTuple
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -16,63 +16,17 @@ event_camera_msgs = pytest.importorskip(
     "event_camera_msgs.msg", reason="event_camera_msgs is built by make setup"
 )
 
+from bag_packets import decode_messages, read_bag_packets, to_ros_message  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from rosbags.highlevel import AnyReader  # noqa: E402
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore  # noqa: E402
-
-from spikems_ros.events.message_definitions import EVENT_PACKET_MSG  # noqa: E402
-from spikems_ros.events.packet import PacketDecoder, stamp_to_ns  # noqa: E402
 
 RECEIVER = Path(__file__).with_name("receive_event_packets.py")
-
-
-def read_bag_packets(path):
-    """Return the EventPacket messages of the bag's event topic, in bag order."""
-    typestore = get_typestore(Stores.ROS2_KILTED)
-    typestore.register(get_types_from_msg(EVENT_PACKET_MSG, "event_camera_msgs/msg/EventPacket"))
-    with AnyReader([path], default_typestore=typestore) as reader:
-        connections = [c for c in reader.connections if c.msgtype == "event_camera_msgs/msg/EventPacket"]
-        return [
-            reader.deserialize(raw, connection.msgtype)
-            for connection, _, raw in reader.messages(connections=connections)
-        ]
-
-
-def decode_packets(packets):
-    decoder = PacketDecoder()
-    chunks = [
-        decoder.decode(
-            packet.encoding,
-            packet.events.tobytes(),
-            time_base_ns=packet.time_base,
-            stamp_ns=stamp_to_ns(packet.header.stamp.sec, packet.header.stamp.nanosec),
-            is_bigendian=packet.is_bigendian,
-        ).events
-        for packet in packets
-    ]
-    return np.concatenate(chunks)
-
-
-def to_ros_message(packet):
-    message = event_camera_msgs.EventPacket()
-    message.header.stamp.sec = packet.header.stamp.sec
-    message.header.stamp.nanosec = packet.header.stamp.nanosec
-    message.header.frame_id = packet.header.frame_id
-    message.height = packet.height
-    message.width = packet.width
-    message.seq = packet.seq
-    message.time_base = packet.time_base
-    message.encoding = packet.encoding
-    message.is_bigendian = packet.is_bigendian
-    message.events = packet.events.tobytes()
-    return message
 
 
 @pytest.mark.ros
 def test_bag_packets_over_dds_decode_identically(tmp_path):
     packets = read_bag_packets(real_file("test_events_1.db3"))
     assert len(packets) > 10
-    expected_events = decode_packets(packets)
+    expected_events = decode_messages(packets)
     topic = "/dds_test/events"
     output_path = tmp_path / "received.npy"
 
