@@ -384,3 +384,13 @@ def test_real_recording(tmp_path, name, weights_file, capsys):
     assert summary["events_unaccounted"] == 0
     assert summary["windows"] >= 1
     check_output_bag(output, selected, summary)
+
+
+def test_start_past_end_rejected():
+    from spikems_ros.commands.segment import select_time_range
+    from spikems_ros.events.dtype import make_events
+
+    events = make_events([0, 1], [0, 0], [1_000, 2_000], [1, 0])
+
+    with pytest.raises(ValueError, match="--start-s 5"):
+        select_time_range(events, 5.0, None)

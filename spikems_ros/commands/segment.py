@@ -134,6 +134,11 @@ def select_time_range(events, start_s: float, duration_s: float | None):
     if events.shape[0] == 0 or (start_s == 0 and duration_s is None):
         return events
     first_us = int(events["t"][0]) + round(start_s * 1e6)
+    if first_us > int(events["t"][-1]):
+        length_s = (int(events["t"][-1]) - int(events["t"][0])) / 1e6
+        raise ValueError(
+            f"--start-s {start_s} is invalid: the recording lasts {length_s:.6f} s; expected a start within it"
+        )
     stop_us = first_us + round(duration_s * 1e6) if duration_s is not None else np.iinfo(np.int64).max
     first, stop = np.searchsorted(events["t"], [first_us, stop_us])
     return events[first:stop]
