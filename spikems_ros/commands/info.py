@@ -64,7 +64,7 @@ def format_summary(summary: dict) -> str:
         f"first time:  {summary['first_time_us']} us",
         f"last time:   {summary['last_time_us']} us",
         f"duration:    {summary['duration_s']:.6f} s",
-        f"event rate:  {rate / 1e6:.3f} Mev/s" if rate else "event rate:  n/a",
+        f"event rate:  {rate:.0f} ev/s ({rate / 1e6:.3f} Mev/s)" if rate else "event rate:  n/a",
         f"triggers:    {summary['triggers']}",
         f"masks:       {summary['masks']}",
     ]
