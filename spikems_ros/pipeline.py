@@ -7,6 +7,7 @@ synaptic-operation count. Nothing here imports rclpy.
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -280,7 +281,8 @@ class PipelineCounters:
     synaptic_ops: int = 0
     time_resets: int = 0
     network_seconds: float = 0.0
-    bin_processing_ms: list = field(default_factory=list)  # recent per-bin processing times
+    # Per-bin processing times of the most recent 1000 bins, in milliseconds.
+    bin_processing_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
 
 
 class SegmentationPipeline:
@@ -401,7 +403,7 @@ class SegmentationPipeline:
         self.counters.network_seconds += elapsed_s
         self._pending_network_s += elapsed_s
         per_bin_ms = 1000.0 * elapsed_s / bins.num_bins
-        self.counters.bin_processing_ms = (self.counters.bin_processing_ms + [per_bin_ms] * bins.num_bins)[-1000:]
+        self.counters.bin_processing_ms.extend([per_bin_ms] * min(bins.num_bins, 1000))
         self.classifier.add_output(output)
 
     def _finish(self, window: SegmentedWindow) -> WindowResult:
