@@ -114,6 +114,13 @@ def test_segmenter_resets_at_time_jump():
     second_half = output.spikes.bin_index >= bins.num_bins
     np.testing.assert_array_equal(np.sort(output.spikes.bin_index[second_half] - bins.num_bins),
                                   np.sort(fresh.spikes.bin_index))
+    replayed = set(zip((output.spikes.bin_index[second_half] - bins.num_bins).tolist(),
+                       output.spikes.channel[second_half].tolist(), output.spikes.y[second_half].tolist(),
+                       output.spikes.x[second_half].tolist()))
+    from_rest = set(zip(fresh.spikes.bin_index.tolist(), fresh.spikes.channel.tolist(), fresh.spikes.y.tolist(),
+                        fresh.spikes.x.tolist()))
+    assert len(from_rest) > 0
+    assert replayed == from_rest
 
 
 def hand_made_output(bin_starts_us, spikes, num_layers=6):
