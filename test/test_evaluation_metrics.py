@@ -1,4 +1,4 @@
-"""Metric functions on hand-made cases with known answers."""
+"""Metric functions on hand-made cases with known results."""
 
 import math
 

@@ -303,7 +303,7 @@ def test_existing_output_needs_force(tmp_path, input_bag, weights_file, caplog, 
     assert f"output {output} exists; pass --force to replace it" in caplog.text
     assert (output / "keep.txt").read_text() == "old"
 
-    # --force never deletes a folder that holds files this command did not write.
+    # --force never deletes a folder that contains files this command did not write.
     with caplog.at_level(logging.ERROR):
         code = main(["segment", str(input_bag), "--weights", str(weights_file), "--output", str(output), "--force"])
     assert code == 2

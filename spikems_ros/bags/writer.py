@@ -49,7 +49,7 @@ class OutputExistsError(FileExistsError, ValueError):
 
 
 # Files the commands write into an output folder: a rosbag2 folder or PNG renderings.
-# With --force a folder is replaced only when it holds nothing else.
+# With --force a folder is replaced only when it contains nothing else.
 REPLACEABLE_SUFFIXES = {".yaml", ".mcap", ".db3", ".png"}
 
 

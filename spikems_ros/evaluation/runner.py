@@ -26,6 +26,10 @@ class LabelledRecording:
 def run_network(segmenter: StreamSegmenter, recording: LabelledRecording, bin_us: int) -> tuple:
     """Bin a whole recording and run the network over it from rest.
 
+    NOTE: the network runs as one stream, as in the node, so each window starts
+    from the state the previous ones left. Scoring windows run from rest, one at
+    a time, would give other figures for short windows; that mode is not measured.
+
     Returns (network output, the events the binner accepted, their foreground flags).
     """
     in_range = (recording.events["x"] < recording.width) & (recording.events["y"] < recording.height)
@@ -100,7 +104,7 @@ def _labels_for(window, events: np.ndarray, foreground: np.ndarray) -> np.ndarra
     start, stop = np.searchsorted(events["t"], [window.start_us, window.end_us])
     if stop - start != window.events.shape[0]:
         raise RuntimeError(
-            f"window at {window.start_us} us holds {window.events.shape[0]} events, expected {stop - start}"
+            f"window at {window.start_us} us contains {window.events.shape[0]} events, expected {stop - start}"
         )
     return foreground[start:stop]
 

@@ -3,7 +3,7 @@
 Bins are aligned to multiples of the bin width in absolute event time, so the
 frames do not depend on how the stream was split into packets. Several events
 of the same pixel and polarity inside one bin collapse into one spike. Channel
-0 holds decreases (p = 0), channel 1 increases (p = 1).
+0 contains decreases (p = 0), channel 1 increases (p = 1).
 """
 
 from dataclasses import dataclass, field, replace

@@ -21,13 +21,15 @@ class DataSplitConfig:
 
 @dataclass(frozen=True)
 class WindowConfig:
-    """How training samples are cut from the event streams, in time bins."""
+    """Cutting of training samples from the event streams, in time bins."""
 
     bin_us: int = 1000  # width of one time bin
     window_bins: int = 10  # bins whose events are labelled and scored (the training window)
     warmup_bins: int = 6  # bins fed before the window so the network is not at rest
     # Bins the output is shifted against the input when scoring: every layer delays its
-    # spikes by at least one step, so the answer to window [s, s+w) arrives in [s+d, s+w+d).
+    # spikes by at least one step, so the prediction for window [s, s+w) arrives in [s+d, s+w+d).
+    # NOTE: 6 bins is the sum of the one-step delays; the kernels peak later, but an
+    # evaluation sweep of 2 to 14 bins changed event-pixel IoU only from 0.09 to 0.12.
     output_delay_bins: int = 6
     crop_height: int = 64  # training crop; the network is convolutional, so crops train it for any size
     crop_width: int = 64

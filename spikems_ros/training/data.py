@@ -3,7 +3,7 @@
 A sample covers ``warmup_bins + window_bins + output_delay_bins`` bins of input
 spikes (2, height, width, time). The window [s, s + window_bins) is labelled:
 a pixel is foreground when at least one foreground event falls on it in the
-window. The network's answer is read ``output_delay_bins`` later.
+window. The network's prediction for it is read ``output_delay_bins`` later.
 """
 
 import logging
@@ -31,7 +31,7 @@ class LabelledStream:
 
 @dataclass(frozen=True)
 class SampleSpec:
-    """Where one sample is cut: stream index, first window bin start, crop corner and size."""
+    """Position of one sample: stream index, start of its first window bin, crop corner and crop size."""
 
     stream: int
     window_start_us: int

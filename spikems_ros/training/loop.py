@@ -37,7 +37,7 @@ CHECKPOINT_VERSION = 1
 
 @dataclass(frozen=True)
 class DistributedContext:
-    """Where this process sits in a (possibly single-process) training job."""
+    """Rank, world size and device of this process in a (possibly single-process) training job."""
 
     rank: int
     world_size: int
