@@ -129,3 +129,17 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert "rank 1 of 2 joined the gloo process group" in result.stderr
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 1
+
+
+def test_split_from_another_generator_version_is_refused(tmp_path):
+    from spikems_ros.simulation import GENERATOR_VERSION, SceneConfig, simulate_sequence, write_sequence
+
+    config = tiny_config(tmp_path)
+    sequence = simulate_sequence(SceneConfig(width=64, height=48, duration_s=0.01, seed=5), 0)
+    stale = dataclasses.replace(sequence, meta={**sequence.meta, "generator_version": GENERATOR_VERSION - 1})
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_sequence(folder / "seq_0000.npz", stale)
+
+    with pytest.raises(ValueError, match=f"generator version {GENERATOR_VERSION - 1}.*delete"):
+        load_split(config.train, config.window)

@@ -178,7 +178,9 @@ def _sample_object(
 
     # Two pixels of margin keep the anti-aliased outline inside the texture patch.
     texture_size = 2 * int(math.ceil(bounding_radius)) + 4
-    texture = object_texture(rng, texture_size, background_mean)
+    texture = object_texture(
+        rng, texture_size, background_mean, config.object_contrast, config.object_texture_wavelength_px
+    )
 
     # The first sinusoid per axis carries the motion, with peak speed drawn from
     # object_speed_px_s; a weaker second one bends the path.
@@ -217,7 +219,9 @@ def sample_scene(config: SceneConfig, rng: np.random.Generator) -> Scene:
     # largest zoom, so no frame shows the same texture twice, whatever the roll.
     widest_view_px = math.hypot(config.width, config.height) * math.exp(config.camera_zoom)
     texture_size = 1 << int(math.ceil(math.log2(2 * widest_view_px)))
-    background, background_mean = background_texture(rng, texture_size, config.background_contrast)
+    background, background_mean = background_texture(
+        rng, texture_size, config.background_contrast, config.background_texture_wavelength_px
+    )
     camera = _sample_camera(config, rng, texture_size)
 
     object_count = int(rng.integers(config.objects_min, config.objects_max + 1))

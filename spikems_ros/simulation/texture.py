@@ -45,20 +45,20 @@ def hard_edged_regions(noise: np.ndarray, edge_width_px: float) -> np.ndarray:
     return np.tanh(sharpness * noise).astype(np.float32)
 
 
-# Range of the shortest patch wavelength; patches span one to four times it. Objects
-# and background draw from the same range, so patch size tells nothing about motion.
-PATCH_WAVELENGTH_PX = (8.0, 32.0)
-
-
-def patch_texture(rng: np.random.Generator, size_px: int, mean: float, contrast: float) -> np.ndarray:
+def patch_texture(
+    rng: np.random.Generator, size_px: int, mean: float, contrast: float, wavelength_px: tuple
+) -> np.ndarray:
     """Draw a periodic square texture: hard-edged patches plus mid and fine grain around ``mean``.
+
+    The shortest patch wavelength is drawn from ``wavelength_px`` (min, max) and
+    patches span one to four times it.
 
     The texture is the mean times (1 + relative modulation). A log sensor responds
     to relative changes, so the event count per edge does not depend on the mean.
     Returns float32 (size_px, size_px).
     """
     shape = (size_px, size_px)
-    shortest_px = rng.uniform(*PATCH_WAVELENGTH_PX)
+    shortest_px = rng.uniform(*wavelength_px)
     regions = hard_edged_regions(band_limited_noise(rng, shape, (shortest_px, 4 * shortest_px)), edge_width_px=1.5)
     middle = band_limited_noise(rng, shape, (10.0, 40.0))
     fine = band_limited_noise(rng, shape, (3.0, 10.0))
@@ -72,16 +72,18 @@ def patch_texture(rng: np.random.Generator, size_px: int, mean: float, contrast:
     return np.clip(texture, MIN_INTENSITY, 1.0).astype(np.float32)
 
 
-def background_texture(rng: np.random.Generator, size_px: int, contrast: float) -> tuple:
+def background_texture(rng: np.random.Generator, size_px: int, contrast: float, wavelength_px: tuple) -> tuple:
     """Draw the periodic background; returns (texture float32 (size_px, size_px), mean intensity).
 
     Its patches give long sharp edges, so any camera motion produces events everywhere.
     """
     mean = rng.uniform(0.3, 0.6)
-    return patch_texture(rng, size_px, mean, contrast), float(mean)
+    return patch_texture(rng, size_px, mean, contrast, wavelength_px), float(mean)
 
 
-def object_texture(rng: np.random.Generator, size_px: int, background_mean: float) -> np.ndarray:
+def object_texture(
+    rng: np.random.Generator, size_px: int, background_mean: float, contrast: float, wavelength_px: tuple
+) -> np.ndarray:
     """Draw a square object texture whose mean differs from the background's by 0.15 to 0.35.
 
     A different mean makes the object's outline a strong edge.
@@ -90,7 +92,7 @@ def object_texture(rng: np.random.Generator, size_px: int, background_mean: floa
     if background_mean + offset > 0.9 or (background_mean - offset > 0.12 and rng.random() < 0.5):
         offset = -offset
     mean = float(np.clip(background_mean + offset, 0.12, 0.9))
-    return patch_texture(rng, size_px, mean, contrast=1.0)
+    return patch_texture(rng, size_px, mean, contrast, wavelength_px)
 
 
 class BilinearTable(NamedTuple):

@@ -43,7 +43,13 @@ class SampleSpec:
 
 def load_split(split: DataSplitConfig, window: WindowConfig) -> list:
     """Load every sequence of a split, generating and writing them first when the folder is absent."""
-    from spikems_ros.simulation import SceneConfig, load_synthetic_sequence, simulate_sequence, write_sequence
+    from spikems_ros.simulation import (
+        GENERATOR_VERSION,
+        SceneConfig,
+        load_synthetic_sequence,
+        simulate_sequence,
+        write_sequence,
+    )
 
     folder = Path(split.dir)
     paths = sorted(folder.glob("seq_*.npz")) if folder.is_dir() else []
@@ -64,6 +70,14 @@ def load_split(split: DataSplitConfig, window: WindowConfig) -> list:
     streams = []
     for path in paths:
         sequence = load_synthetic_sequence(path)
+        # Data from another generator version has other statistics; training on it
+        # silently would ship weights that do not match the documented data.
+        version = sequence.meta.get("generator_version")
+        if version != GENERATOR_VERSION:
+            raise ValueError(
+                f"{path} was written by generator version {version!r}, but this generator is version "
+                f"{GENERATOR_VERSION}; delete {folder} to regenerate it, or point the split's dir elsewhere"
+            )
         streams.append(
             LabelledStream(
                 events=sequence.events,
