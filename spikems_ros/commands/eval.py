@@ -1,4 +1,4 @@
-"""``spikems eval``: IoU and energy of a trained network per window length."""
+"""``spikems eval``: IoU, detection rate, incremental prediction and energy of a trained network per window length."""
 
 import json
 import logging
@@ -10,19 +10,34 @@ DEFAULT_WINDOWS_MS = "1,2,3,5,10,15,20,25"
 
 
 def register(subparsers) -> None:
+    from spikems_ros.evaluation.datasets import DATASET_FORMATS
+
     parser = subparsers.add_parser(
         "eval",
-        help="score a trained network: event-pixel and per-event IoU and energy ratio per window length",
+        help="score a trained network per window length: IoU, detection rate, Kalman-filtered short windows, "
+        "energy against an ANN, optionally side by side with ANN-2D",
         description="Run the network over labelled sequences as a stream (state carried from bin to bin) "
         "and score each window length separately.",
     )
-    parser.add_argument("--weights", required=True, help="weights file (spikems-weights format)")
+    parser.add_argument("--weights", required=True, help="weights file of the spiking network (spikems-weights format)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="folder of labelled synthetic sequences (seq_*.npz from spikems simulate)")
+    source.add_argument(
+        "--data",
+        help="a labelled recording or a folder of them: EV-IMO txt/npz, EVIMO2, MOD, EED or spikems simulate output",
+    )
     source.add_argument("--synthetic", action="store_true", help="generate labelled sequences with --seed")
+    parser.add_argument(
+        "--format", choices=DATASET_FORMATS, default=None, help="layout of --data (default: detected from its files)"
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="read the pickled 'meta' of EV-IMO npz and EVIMO2 files for exact mask times; "
+        "unpickling can run code, so use it for trusted files only",
+    )
     parser.add_argument("--seed", type=int, default=9001, help="generator seed for --synthetic (default: 9001)")
-    parser.add_argument("--sequences", type=int, default=4, help="sequences to generate for --synthetic")
-    parser.add_argument("--seconds", type=float, default=1.0, help="length of each generated sequence, seconds")
+    parser.add_argument("--sequences", type=int, default=4, help="sequences to generate for --synthetic (default: 4)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of each generated sequence in seconds")
     parser.add_argument("--width", type=int, default=346, help="generated sensor width in pixels")
     parser.add_argument("--height", type=int, default=260, help="generated sensor height in pixels")
     parser.add_argument(
@@ -35,10 +50,21 @@ def register(subparsers) -> None:
         help="bins between input and the output read for it (default: from the weights file, else 6)",
     )
     parser.add_argument(
-        "--warmup-ms", type=float, default=30.0, help="skip windows this soon after the first event (default: 30)"
+        "--warmup-ms", type=float, default=30.0, help="skip windows this soon after the first event, in ms (default: 30)"
     )
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device to run the network on")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument(
+        "--baseline", default=None, help="ANN-2D weights file (spikems-ann2d-weights) scored on the same windows"
+    )
+    parser.add_argument(
+        "--short-window-ms",
+        type=int,
+        default=3,
+        help="short window whose Kalman-filtered accuracy is compared with the training window's (default: 3)",
+    )
+    parser.add_argument("--report", default=None, help="folder for report.json, results.md and PNG plots")
+    parser.add_argument("--force", action="store_true", help="write into a --report folder that is not empty")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device to run the networks on")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(func=run)
 
 
@@ -50,11 +76,13 @@ def parse_windows(text: str) -> list:
         if not item.isdigit() or int(item) < 1:
             raise ValueError(f"--windows: {item!r} is invalid: expected positive integers in ms, e.g. 1,3,10")
         windows.append(int(item))
-    return windows
+    return sorted(set(windows))
 
 
 def check_arguments(args) -> None:
     """Reject option values the evaluation cannot use, naming the option and the accepted range."""
+    from pathlib import Path
+
     import torch
 
     if args.synthetic and args.sequences < 1:
@@ -65,16 +93,26 @@ def check_arguments(args) -> None:
         raise ValueError(f"--output-delay-bins {args.output_delay_bins} is invalid: expected an integer >= 0")
     if not args.warmup_ms >= 0:
         raise ValueError(f"--warmup-ms {args.warmup_ms} is invalid: expected a number >= 0")
+    if args.short_window_ms < 1:
+        raise ValueError(f"--short-window-ms {args.short_window_ms} is invalid: expected an integer >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda is invalid here: torch finds no CUDA device; use --device cpu")
+    if args.report is not None:
+        report = Path(args.report)
+        if report.exists() and not report.is_dir():
+            raise ValueError(f"--report {report} is a file, expected a folder")
+        if report.is_dir() and any(report.iterdir()) and not args.force:
+            raise ValueError(f"--report {report} is not empty; pass --force to overwrite the report files in it")
 
 
 def json_safe(value):
-    """Replace NaN and infinities (no window scored) by None, so the output is valid JSON."""
+    """Replace NaN and infinities (nothing scored) by None and numpy scalars by Python ones, for valid JSON."""
     if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
         return [json_safe(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -82,105 +120,121 @@ def json_safe(value):
 
 def load_recordings(args) -> list:
     """Return LabelledRecording objects from --data or generated with --synthetic."""
-    from pathlib import Path
+    from spikems_ros.evaluation.datasets import LabelledRecording, load_dataset
 
-    from spikems_ros.evaluation.runner import LabelledRecording
-    from spikems_ros.simulation import SceneConfig, load_synthetic_sequence, simulate_sequence
+    if not args.synthetic:
+        return load_dataset(args.data, args.format, allow_pickle=args.allow_pickle)
 
-    if args.synthetic:
-        config = SceneConfig(width=args.width, height=args.height, duration_s=args.seconds, seed=args.seed)
-        sequences = [(f"seed{args.seed}_seq{index}", simulate_sequence(config, index)) for index in range(args.sequences)]
-    else:
-        paths = sorted(Path(args.data).glob("seq_*.npz"))
-        if not paths:
-            raise FileNotFoundError(f"--data {args.data}: no seq_*.npz files found")
-        sequences = [(path.name, load_synthetic_sequence(path)) for path in paths]
+    from spikems_ros.simulation import SceneConfig, simulate_sequence
 
-    return [
-        LabelledRecording(name, sequence.events, sequence.labels > 0, sequence.width, sequence.height)
-        for name, sequence in sequences
-    ]
+    config = SceneConfig(width=args.width, height=args.height, duration_s=args.seconds, seed=args.seed)
+    recordings = []
+    for index in range(args.sequences):
+        sequence = simulate_sequence(config, index)
+        recordings.append(
+            LabelledRecording(
+                f"seed{args.seed}_seq{index}", sequence.events, sequence.labels > 0, sequence.width, sequence.height
+            )
+        )
+    return recordings
 
 
 def evaluate(args) -> dict:
-    """Run the evaluation and return the report as a dict."""
-    import numpy as np
-
-    from spikems_ros.evaluation.runner import run_network, score_windows, summarize
+    """Run the evaluation and return the report as a dict (see ``evaluation.report`` for its layout)."""
+    from spikems_ros.evaluation.report import build_report
+    from spikems_ros.evaluation.runner import WindowSettings, run_network, score_recording
     from spikems_ros.segmentation import StreamSegmenter
-    from spikems_ros.snn.weights import read_weights, load_network
+    from spikems_ros.snn.weights import load_network, read_weights
 
     windows_ms = parse_windows(args.windows)
     check_arguments(args)
     metadata = read_weights(args.weights).metadata
     network = load_network(args.weights, device=args.device)
+    ann = None
+    if args.baseline is not None:
+        from spikems_ros.baselines.ann2d import load_ann2d
+
+        ann = load_ann2d(args.baseline, device=args.device)
     bin_us = int(metadata.get("bin_us", 1000))
     delay_bins = args.output_delay_bins if args.output_delay_bins is not None else int(metadata.get("output_delay_bins", 6))
     if bin_us != round(network.bin_ms * 1000):
         raise ValueError(f"{args.weights}: bin_us {bin_us} does not match the network's bin of {network.bin_ms} ms")
+    trained_window_ms = int(metadata.get("window_bins", 10)) * bin_us // 1000
 
     recordings = load_recordings(args)
-    per_window = {window: [] for window in windows_ms}
-    per_sequence = []
+    results = []  # (recording name, window_ms, scores of its windows)
+    ann_macs_per_layer = None
+    layer_names = None
     for recording in recordings:
         segmenter = StreamSegmenter(network, recording.width, recording.height, device=args.device)
-        outputs, events, foreground = run_network(segmenter, recording, bin_us)
-        ann_macs = int(segmenter.ann_macs_per_frame.sum())
+        outputs, events, event_index = run_network(segmenter, recording, bin_us)
+        layer_names = segmenter.layer_names
+        macs = segmenter.ann_macs_per_frame
+        if ann_macs_per_layer is not None and (macs != ann_macs_per_layer).any():
+            LOG.warning("%s: resolution differs from the first recording; energy totals mix resolutions",
+                        recording.name)
+        ann_macs_per_layer = macs if ann_macs_per_layer is None else ann_macs_per_layer
         for window_ms in windows_ms:
-            scores = score_windows(
-                outputs, events, foreground, recording,
+            settings = WindowSettings(
                 bin_us=bin_us,
                 window_bins=max(1, round(window_ms * 1000 / bin_us)),
                 output_delay_bins=delay_bins,
                 warmup_us=int(args.warmup_ms * 1000),
-                ann_macs_per_frame=ann_macs,
-                num_layers=len(segmenter.layer_names),
             )
-            per_window[window_ms].extend(scores)
-            per_sequence.append({"sequence": recording.name, "window_ms": window_ms, **summarize(scores)})
+            scores = score_recording(outputs, events, event_index, recording, settings, len(layer_names), ann=ann)
+            for score in scores:
+                score["ann_macs_per_layer"] = macs
+            results.append((recording.name, window_ms, scores))
         LOG.info("scored %s: %d events", recording.name, events.shape[0])
 
-    scored = {window: len(per_window[window]) for window in windows_ms}
-    if not any(scored.values()):
+    if not any(scores for _, _, scores in results):
         raise ValueError(
-            f"no window of {args.windows} ms had ground-truth foreground after the {args.warmup_ms} ms warm-up; "
+            f"no window of {args.windows} ms had ground truth after the {args.warmup_ms} ms warm-up; "
             "use shorter windows or longer sequences"
         )
-    for window, count in scored.items():
-        if count == 0:
-            LOG.warning("no %d ms window could be scored: the sequences are too short or have no foreground", window)
-
-    return {
-        "weights": str(args.weights),
-        "source": f"synthetic seed {args.seed}, {args.sequences} sequences" if args.synthetic else str(args.data),
-        "bin_us": bin_us,
-        "output_delay_bins": delay_bins,
-        "windows": [{"window_ms": window, **summarize(per_window[window])} for window in windows_ms],
-        "sequences": per_sequence,
-        "events_per_second": float(np.mean([r.events.shape[0] for r in recordings])) / max(args.seconds, 1e-9)
-        if args.synthetic else None,
-    }
-
-
-def format_table(report: dict) -> str:
-    lines = [
-        f"weights: {report['weights']}   data: {report['source']}   output delay: {report['output_delay_bins']} bins",
-        "window_ms  windows  event-pixel IoU   per-event IoU     ANN/SNN energy",
-    ]
-    for row in report["windows"]:
-        lines.append(
-            f"{row['window_ms']:>9}  {row['windows']:>7}  "
-            f"{row['event_pixel_iou_mean']:.3f} ± {row['event_pixel_iou_std']:.3f}   "
-            f"{row['per_event_iou_mean']:.3f} ± {row['per_event_iou_std']:.3f}   "
-            f"{row['energy_ratio_mean']:.1f}x"
-        )
-    return "\n".join(lines)
+    return build_report(
+        results,
+        windows_ms=windows_ms,
+        layer_names=layer_names,
+        trained_window_ms=trained_window_ms,
+        short_window_ms=args.short_window_ms,
+        header={
+            "weights": str(args.weights),
+            "baseline": str(args.baseline) if args.baseline else None,
+            "source": f"synthetic seed {args.seed}, {args.sequences} sequences of {args.seconds:g} s"
+            if args.synthetic else str(args.data),
+            "bin_us": bin_us,
+            "output_delay_bins": delay_bins,
+            "warmup_ms": args.warmup_ms,
+        },
+    )
 
 
 def run(args) -> int:
+    from spikems_ros.evaluation.report import format_text, write_report
+
     report = evaluate(args)
+    if args.report is not None:
+        write_report(json_safe(report), args.report, command=_command_line(args))
+        LOG.info("report written to %s", args.report)
     if args.json:
         print(json.dumps(json_safe(report)))
     else:
-        print(format_table(report))
+        print(format_text(json_safe(report)))
     return 0
+
+
+def _command_line(args) -> str:
+    """Rebuild the command that produced the report, for the report's header."""
+    parts = ["spikems eval", f"--weights {args.weights}"]
+    if args.synthetic:
+        parts.append(f"--synthetic --seed {args.seed} --sequences {args.sequences}")
+        if args.seconds != 1.0:
+            parts.append(f"--seconds {args.seconds:g}")
+    else:
+        parts.append(f"--data {args.data}")
+    parts.append(f"--windows {args.windows}")
+    if args.baseline:
+        parts.append(f"--baseline {args.baseline}")
+    parts.append(f"--report {args.report}")
+    return " ".join(parts)

@@ -201,18 +201,52 @@ def count_network_operations(
             )
         )
 
+    report = operations_report(layers)
+    logger.debug("network operations: %s", report.summary())
+    return report
+
+
+def operations_report(layers: Sequence[LayerOperations]) -> OperationsReport:
+    """Total the per-layer counts and price them at ACCUMULATE_ENERGY_PJ and MULTIPLY_ACCUMULATE_ENERGY_PJ.
+
+    This is the energy comparison of SpikeMS's Table III: the spiking network
+    pays one accumulate per synaptic operation, the ANN one multiply-accumulate
+    per MAC.
+    """
     synaptic_ops = sum(layer.synaptic_ops for layer in layers)
     ann_macs = sum(layer.ann_macs for layer in layers)
     snn_energy_pj = synaptic_ops * ACCUMULATE_ENERGY_PJ
     ann_energy_pj = ann_macs * MULTIPLY_ACCUMULATE_ENERGY_PJ
-    energy_ratio = ann_energy_pj / snn_energy_pj if snn_energy_pj > 0 else float("inf")
-    report = OperationsReport(
+    return OperationsReport(
         layers=tuple(layers),
         synaptic_ops=synaptic_ops,
         ann_macs=ann_macs,
         snn_energy_pj=snn_energy_pj,
         ann_energy_pj=ann_energy_pj,
-        energy_ratio=energy_ratio,
+        energy_ratio=ann_energy_pj / snn_energy_pj if snn_energy_pj > 0 else float("inf"),
     )
-    logger.debug("network operations: %s", report.summary())
-    return report
+
+
+def operations_table(report: OperationsReport) -> list:
+    """Return one dict per layer and a final "total" row: operations, energies in pJ and the ANN/SNN ratio."""
+    rows = []
+    for layer in (*report.layers, None):
+        if layer is None:
+            name, synaptic_ops, ann_macs = "total", report.synaptic_ops, report.ann_macs
+            input_spikes = sum(item.input_spikes for item in report.layers)
+        else:
+            name, synaptic_ops, ann_macs, input_spikes = layer.name, layer.synaptic_ops, layer.ann_macs, layer.input_spikes
+        snn_energy_pj = synaptic_ops * ACCUMULATE_ENERGY_PJ
+        ann_energy_pj = ann_macs * MULTIPLY_ACCUMULATE_ENERGY_PJ
+        rows.append(
+            {
+                "layer": name,
+                "input_spikes": input_spikes,
+                "synaptic_ops": synaptic_ops,
+                "ann_macs": ann_macs,
+                "snn_energy_pj": snn_energy_pj,
+                "ann_energy_pj": ann_energy_pj,
+                "energy_ratio": ann_energy_pj / snn_energy_pj if snn_energy_pj > 0 else float("inf"),
+            }
+        )
+    return rows

@@ -1,0 +1,1 @@
+"""Non-spiking baselines the spiking network is compared with."""
