@@ -37,7 +37,7 @@ from spikems_ros.events.dtype import EVENT_DTYPE
 from spikems_ros.events.errors import DecodeError
 from spikems_ros.events.payload import (
     POPCOUNT_12,
-    check_time_base_ns,
+    decoding_time_base_ns,
     payload_bytes,
     payload_words,
     raise_at_first,
@@ -67,7 +67,7 @@ def decode_libcaer(payload, time_base_ns: int, *, is_bigendian: bool = False) ->
     NOTE: bit 0 of the data word (libcaer's valid mark) is not checked, as in
     event_camera_codecs, so events that libcaer invalidated are decoded too.
     """
-    time_base_ns = check_time_base_ns(time_base_ns, LIBCAER_ENCODING)
+    time_base_ns = decoding_time_base_ns(time_base_ns, LIBCAER_ENCODING)
     raw = payload_bytes(payload)
     remainder = raw.size % LIBCAER_EVENT_BYTES
     if remainder:
@@ -122,7 +122,7 @@ def decode_libcaer_cmp(payload, time_base_ns: int, *, is_bigendian: bool = False
     for word types 6-15, for ADDR_Y before any ADDR_X, for VECT_8 before any
     VECT_BASE_Y and for y beyond the 11-bit range.
     """
-    time_base_ns = check_time_base_ns(time_base_ns, LIBCAER_CMP_ENCODING)
+    time_base_ns = decoding_time_base_ns(time_base_ns, LIBCAER_CMP_ENCODING)
     words = payload_words(payload, LIBCAER_CMP_ENCODING, CMP_WORD_BYTES, is_bigendian)
     if words.size == 0:
         return np.zeros(0, dtype=EVENT_DTYPE)

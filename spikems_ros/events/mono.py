@@ -8,7 +8,12 @@ message sets is_bigendian.
 import numpy as np
 
 from spikems_ros.events.dtype import EVENT_DTYPE
-from spikems_ros.events.payload import check_time_base_ns, payload_words, validate_events
+from spikems_ros.events.payload import (
+    check_time_base_ns,
+    decoding_time_base_ns,
+    payload_words,
+    validate_events,
+)
 
 ENCODING = "mono"
 WORD_BYTES = 8
@@ -20,7 +25,7 @@ MAX_OFFSET_NS = (1 << 32) - 1
 
 def decode_mono(payload, time_base_ns: int, *, is_bigendian: bool = False) -> np.ndarray:
     """Decode a mono payload into events with t = (time_base_ns + offset_ns) // 1000 microseconds."""
-    time_base_ns = check_time_base_ns(time_base_ns, ENCODING)
+    time_base_ns = decoding_time_base_ns(time_base_ns, ENCODING)
     words = payload_words(payload, ENCODING, WORD_BYTES, is_bigendian)
 
     events = np.empty(words.size, dtype=EVENT_DTYPE)

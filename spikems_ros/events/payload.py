@@ -76,16 +76,39 @@ def raise_at_first(mask: np.ndarray, encoding: str, word_bytes: int, describe) -
         raise DecodeError(encoding, index * word_bytes, describe(index))
 
 
+# Largest time_base accepted: event offsets up to 2**32 ns (mono) or 2**31 us
+# (libcaer) are added to it, and the sum must fit int64 nanoseconds.
+MAX_TIME_BASE_NS = (1 << 63) - (1 << 52)
+
+
+def _time_base_problem(time_base_ns: int, encoding: str) -> str | None:
+    if 0 <= time_base_ns <= MAX_TIME_BASE_NS:
+        return None
+    return (
+        f"{encoding} time_base_ns {time_base_ns} is outside [0, {MAX_TIME_BASE_NS}]; "
+        "expected nanoseconds as a uint64 message field"
+    )
+
+
 def check_time_base_ns(time_base_ns, encoding: str) -> int:
-    """Return ``time_base_ns`` as an int, rejecting values that do not fit int64 times."""
+    """Return ``time_base_ns`` as an int for an encoder, raising ValueError when it does not fit int64 times."""
     time_base_ns = int(time_base_ns)
-    # Event offsets up to 2**32 ns (mono) or 2**31 us (libcaer) are added to the time base.
-    maximum_ns = (1 << 63) - (1 << 52)
-    if not 0 <= time_base_ns <= maximum_ns:
-        raise ValueError(
-            f"{encoding} time_base_ns {time_base_ns} is outside [0, {maximum_ns}]; "
-            "expected nanoseconds as a uint64 message field"
-        )
+    problem = _time_base_problem(time_base_ns, encoding)
+    if problem:
+        raise ValueError(problem)
+    return time_base_ns
+
+
+def decoding_time_base_ns(time_base_ns, encoding: str) -> int:
+    """Return a received ``time_base_ns`` as an int, raising DecodeError when it does not fit int64 times.
+
+    The error points at byte 0 of the payload, because the message's time_base
+    field, not a payload byte, is invalid.
+    """
+    time_base_ns = int(time_base_ns)
+    problem = _time_base_problem(time_base_ns, encoding)
+    if problem:
+        raise DecodeError(encoding, 0, problem)
     return time_base_ns
 
 

@@ -20,7 +20,10 @@ class HealthSnapshot:
     packets_received: int = 0
     events_received: int = 0  # decoded events of every packet received
     lost_packets: int = 0  # gaps in the input packets' seq numbers
-    decode_errors: int = 0  # packets skipped because they could not be decoded
+    seq_repeats: int = 0  # packets whose seq is not above the previous one (a publisher restart, reordering)
+    duplicate_packets: int = 0  # packets skipped because they repeat the previous one exactly
+    decode_errors: int = 0  # packets skipped: undecodable payload, unknown encoding or invalid size
+    events_out_of_range: int = 0  # decoded events outside the packet's width x height, dropped
     dropped_packets: int = 0  # packets dropped from the input queue to bound latency
     dropped_events: int = 0
     dropped_span_us: int = 0  # event time covered by the dropped packets
@@ -48,8 +51,8 @@ def health_report(current: HealthSnapshot, previous: HealthSnapshot | None, bin_
     ``values`` maps key to value for DiagnosticStatus.values. The real-time
     factor is the worker's busy time over the event time of the bins it
     processed in the period. Above 1 the node falls behind the stream. The level
-    is WARN when the node fell behind, dropped, lost or failed to decode packets
-    during the period, and OK otherwise.
+    is WARN when, during the period, the node fell behind, dropped, lost or failed
+    to decode packets, or dropped events outside the sensor, and OK otherwise.
     """
     previous = previous or HealthSnapshot(wall_s=current.wall_s)
     period_s = current.wall_s - previous.wall_s
@@ -77,7 +80,7 @@ def health_report(current: HealthSnapshot, previous: HealthSnapshot | None, bin_
     problems = []
     if real_time_factor > 1.0:
         problems.append(f"slower than real time (factor {real_time_factor:.2f})")
-    for name in ("dropped_packets", "lost_packets", "decode_errors", "processing_errors"):
+    for name in ("dropped_packets", "lost_packets", "decode_errors", "events_out_of_range", "processing_errors"):
         increase = getattr(current, name) - getattr(previous, name)
         if increase:
             problems.append(f"{increase} {name.replace('_', ' ')}")

@@ -120,7 +120,11 @@ class SegmenterNode(Node):
         self._packets_received = 0
         self._events_received = 0
         self._lost_packets = 0
+        self._seq_repeats = 0
+        self._duplicate_packets = 0
+        self._last_packet_key = None
         self._decode_errors = 0
+        self._events_out_of_range = 0
         self._queue = EventQueue(settings.max_latency_ms * 1000)
 
         # Written by the worker thread only.
@@ -182,6 +186,13 @@ class SegmenterNode(Node):
 
     def _on_packet(self, message: EventPacket) -> None:
         self._packets_received += 1
+        if self._is_duplicate(message):
+            self._duplicate_packets += 1
+            self.get_logger().warning(
+                f"skipped a duplicate of packet seq {message.seq} ({self._duplicate_packets} skipped so far)",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+            return
         self._count_lost_packets(int(message.seq))
 
         if not (0 < message.width <= MAX_SENSOR_SIZE and 0 < message.height <= MAX_SENSOR_SIZE):
@@ -211,8 +222,7 @@ class SegmenterNode(Node):
             )
             return
 
-        events = decoded.events
-        self._events_received += int(events.shape[0])
+        events = self._drop_out_of_range(decoded.events, message)
         dropped = self._queue.put(events, message.width, message.height, message.header.frame_id)
         if dropped:
             self.get_logger().warning(
@@ -221,11 +231,45 @@ class SegmenterNode(Node):
                 throttle_duration_sec=LOG_THROTTLE_S,
             )
 
+    def _is_duplicate(self, message: EventPacket) -> bool:
+        """Return whether the packet repeats the previous one: same seq, stamp and payload.
+
+        Decoding a repeat would feed its events a second time, which the binner
+        takes for time going backwards and answers with a network reset.
+        """
+        stamp = message.header.stamp
+        key = (int(message.seq), int(stamp.sec), int(stamp.nanosec), message.encoding)
+        previous_key, previous_events = self._last_packet_key or (None, None)
+        self._last_packet_key = (key, message.events)
+        # Payloads are compared only when the cheap fields match, which is rare outside duplicates.
+        return key == previous_key and bytes(message.events) == bytes(previous_events)
+
     def _count_lost_packets(self, seq: int) -> None:
-        """Count gaps in seq; a seq that goes backwards is a restarted stream, not a loss."""
+        """Count gaps in seq as lost packets, and a seq not above the previous one as a repeat.
+
+        A repeat is a duplicated packet or a restarted publisher; neither is a loss.
+        """
         if self._last_seq is not None and seq > self._last_seq + 1:
             self._lost_packets += seq - self._last_seq - 1
+        elif self._last_seq is not None and seq <= self._last_seq:
+            self._seq_repeats += 1
         self._last_seq = seq
+
+    def _drop_out_of_range(self, events: np.ndarray, message: EventPacket) -> np.ndarray:
+        """Return the events inside the packet's width x height, counting and logging the others."""
+        self._events_received += int(events.shape[0])
+        inside = (events["x"] < message.width) & (events["y"] < message.height)
+        outside_count = int(events.shape[0] - np.count_nonzero(inside))
+        if outside_count == 0:
+            return events
+
+        self._events_out_of_range += outside_count
+        self.get_logger().warning(
+            f"dropped {outside_count} events of packet seq {message.seq} outside its "
+            f"{message.width}x{message.height} sensor ({self._events_out_of_range} dropped so far)",
+            throttle_duration_sec=LOG_THROTTLE_S,
+        )
+        return events[inside]
 
     # Worker thread: pipeline and publishing.
 
@@ -324,7 +368,10 @@ class SegmenterNode(Node):
             packets_received=self._packets_received,
             events_received=self._events_received,
             lost_packets=self._lost_packets,
+            seq_repeats=self._seq_repeats,
+            duplicate_packets=self._duplicate_packets,
             decode_errors=self._decode_errors,
+            events_out_of_range=self._events_out_of_range,
             dropped_packets=queue_counters.dropped_packets,
             dropped_events=queue_counters.dropped_events,
             dropped_span_us=queue_counters.dropped_span_us,

@@ -1,0 +1,1 @@
+"""Robustness tests: decoder fuzzing, fault injection and interrupted outputs."""
