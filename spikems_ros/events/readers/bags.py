@@ -56,7 +56,9 @@ FALLBACK_DEFINITIONS = {
 # Errors rosbags raises on damaged or truncated bags: its readers' errors, its
 # deserializer's, those of apsw (the SQLite binding it uses for .db3 files), and
 # UnicodeDecodeError from garbled topic names or message definitions.
-BAG_ERRORS = (Ros1ReaderError, Ros2ReaderError, SerdeError, apsw.Error, UnicodeDecodeError)
+# MemoryError comes from a damaged record length: rosbags 0.11 allocates a
+# record's stated size before reading it.
+BAG_ERRORS = (Ros1ReaderError, Ros2ReaderError, SerdeError, apsw.Error, UnicodeDecodeError, MemoryError)
 
 # One dvs/prophesee Event serialized for ROS 1: packed, no padding.
 ROS1_EVENT_RECORD = np.dtype({
@@ -110,7 +112,7 @@ def read_bag(path: Path, format_name: str, topic: str | None = None) -> Recordin
         # A ROS 1 bag cut short loses the index at its end, which 'rosbag reindex' rebuilds.
         hint = "; 'rosbag reindex' may repair a ROS 1 bag cut short" if is_ros1 else ""
         raise FileFormatError(
-            path, f"cannot open the {format_name} bag, 0 messages read: {error}{hint}"
+            path, f"cannot open the {format_name} bag, 0 messages read: {_describe(error)}{hint}"
         ) from error
 
     try:
@@ -119,6 +121,13 @@ def read_bag(path: Path, format_name: str, topic: str | None = None) -> Recordin
         return _read_topic(path, reader, connections, topic, format_name, is_ros1)
     finally:
         reader.close()
+
+
+def _describe(error: BaseException) -> str:
+    """Return the message of a bag error; MemoryError carries none."""
+    if isinstance(error, MemoryError):
+        return "a record states a size larger than the memory available, so the file is damaged"
+    return str(error)
 
 
 def _choose_event_topic(path: Path, connections, topic: str | None) -> str:
@@ -176,7 +185,7 @@ def _read_topic(path, reader, connections, topic, format_name, is_ros1) -> Recor
         raise FileFormatError(
             path,
             f"damaged bag: {read_count} of {total} messages on {topic!r} read before "
-            f"message {read_count + 1} failed: {error}",
+            f"message {read_count + 1} failed: {_describe(error)}",
         ) from error
     except DecodeError as error:
         raise FileFormatError(
