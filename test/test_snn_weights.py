@@ -179,6 +179,16 @@ def test_rejects_integer_tensor(weights_path):
         read_weights(weights_path)
 
 
+def test_rejects_non_finite_tensor(weights_path):
+    def poison(content):
+        content["tensors"]["deconv5.weight"][0, 0, 0, 0] = float("nan")
+        content["tensors"]["deconv5.weight"][0, 0, 0, 1] = float("inf")
+
+    rewrite(weights_path, poison)
+    with pytest.raises(WeightsError, match=r"deconv5.weight holds 2 NaN or infinite values"):
+        read_weights(weights_path)
+
+
 def test_rejects_channel_mismatch(weights_path):
     rewrite(weights_path, lambda content: content.update(channels=[2, 8, 32, 64, 32, 16, 2]))
     with pytest.raises(WeightsError, match=r"conv1.weight has shape \(16, 2, 3, 3\), expected \(8, 2, 3, 3\)"):

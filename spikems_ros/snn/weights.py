@@ -170,6 +170,10 @@ def _check_tensors(path: Path, tensors, network: SpikeMSNetwork) -> dict[str, Te
             raise WeightsError(path, f"{name} is {type(tensor).__name__} {getattr(tensor, 'dtype', '')}, expected a float tensor")
         if tensor.shape != reference.shape:
             raise WeightsError(path, f"{name} has shape {tuple(tensor.shape)}, expected {tuple(reference.shape)}")
+        non_finite = int((~torch.isfinite(tensor)).sum())
+        if non_finite:
+            # A NaN weight makes every potential it reaches NaN, so the layer never spikes again.
+            raise WeightsError(path, f"{name} holds {non_finite} NaN or infinite values, expected finite weights")
     return dict(tensors)
 
 
