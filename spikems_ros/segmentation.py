@@ -9,6 +9,11 @@ every consumer classifies events by one rule:
     network's output delay in bins (every spiking layer delays by at least one step).
 
 This is the event-pixel rule of the SpikeMS evaluation, applied to a stream.
+
+The network runs by default on the event-driven CPU path of ``snn.fast``, whose
+work follows the spikes; ``inference="reference"`` selects the dense PyTorch
+driver (``SpikeMSNetwork.run_window_all_layers``), which also serves CUDA and the
+networks the fast path does not run (axonal delays, weights other than float32).
 """
 
 import logging
@@ -23,6 +28,10 @@ from spikems_ros.snn.energy import ACCUMULATE_ENERGY_PJ, MULTIPLY_ACCUMULATE_ENE
 from spikems_ros.snn.network import SpikeMSNetwork, layer_output_sizes
 
 LOG = logging.getLogger(__name__)
+
+# Ways to run the network: "fast" (event-driven, CPU, see snn.fast) or "reference"
+# (dense PyTorch convolutions on any device).
+INFERENCE_PATHS = ("fast", "reference")
 
 
 @dataclass(frozen=True)
@@ -45,14 +54,20 @@ class NetworkOutput:
 class StreamSegmenter:
     """Advance the network over spike bins, carrying its recurrent state across calls.
 
-    Bins are run ``chunk_bins`` at a time with the convolutions batched over time;
-    the result does not depend on the chunking (see ``SpikeMSNetwork.run_window``).
+    Bins are run ``chunk_bins`` at a time (time-batched: each layer handles all bins
+    of a chunk before the next layer starts). The spikes do not depend on the
+    chunking. ``inference`` picks the path (``INFERENCE_PATHS``); "fast" falls back
+    to "reference", with a log message, on CUDA or for a network it cannot run.
+    The two paths give identical spikes when every convolution sum is exact in
+    float32 and may otherwise differ in rare spikes (see ``snn.fast``).
     """
 
     def __init__(self, network: SpikeMSNetwork, width: int, height: int, *, chunk_bins: int = 16,
-                 device: str = "cpu"):
+                 device: str = "cpu", inference: str = "fast"):
         if chunk_bins < 1:
             raise ValueError(f"chunk_bins = {chunk_bins!r} is invalid: expected an integer >= 1")
+        if inference not in INFERENCE_PATHS:
+            raise ValueError(f"inference = {inference!r} is invalid: expected one of {INFERENCE_PATHS}")
         self.network = network.to(device).eval()
         self.width = int(width)
         self.height = int(height)
@@ -60,7 +75,27 @@ class StreamSegmenter:
         self.device = torch.device(device)
         self.layer_names = tuple(network.layer_names)
         self._dtype = next(network.parameters()).dtype
+        self.inference = self._choose_inference(inference)
+        self._fast = None
+        if self.inference == "fast":
+            from spikems_ros.snn.fast import FastSpikeMSNetwork
+
+            self._fast = FastSpikeMSNetwork(self.network, self.height, self.width)
         self.reset()
+
+    def _choose_inference(self, requested: str) -> str:
+        if requested == "reference":
+            return requested
+        if self.device.type != "cpu":
+            LOG.info("inference: the fast path runs on the CPU only; using the reference path on %s", self.device)
+            return "reference"
+        from spikems_ros.snn.fast import unsupported_reason
+
+        reason = unsupported_reason(self.network)
+        if reason is not None:
+            LOG.info("inference: using the reference path because %s", reason)
+            return "reference"
+        return requested
 
     @property
     def ann_macs_per_frame(self) -> np.ndarray:
@@ -76,6 +111,9 @@ class StreamSegmenter:
 
     def reset(self) -> None:
         """Put the network at rest (after a time jump or a resolution change)."""
+        if self._fast is not None:
+            self._fast.reset()
+            return
         self._state = self.network.initial_state(1, self.height, self.width, self.device)
 
     @torch.no_grad()
@@ -105,6 +143,9 @@ class StreamSegmenter:
     def _run_chunk(self, bins: SpikeBins, chunk: range, output_parts: list, operation_parts: list) -> None:
         first, stop = chunk.start, chunk.stop
         if stop <= first:
+            return
+        if self._fast is not None:
+            self._run_chunk_fast(bins, first, stop, output_parts, operation_parts)
             return
         frames = torch.zeros((1, 2, self.height, self.width, stop - first), dtype=self._dtype)
         start_index, stop_index = np.searchsorted(bins.bin_index, [first, stop])
@@ -149,6 +190,18 @@ class StreamSegmenter:
                 synaptic_ops.round().to(torch.int64).cpu().numpy(),
             )
         )
+
+
+    def _run_chunk_fast(self, bins: SpikeBins, first: int, stop: int, output_parts: list,
+                        operation_parts: list) -> None:
+        start_index, stop_index = np.searchsorted(bins.bin_index, [first, stop])
+        selected = slice(start_index, stop_index)
+        output = self._fast.run(
+            stop - first, bins.channel[selected], bins.y[selected], bins.x[selected],
+            bins.bin_index[selected] - first,
+        )
+        output_parts.append((output.step + first, output.channel, output.y, output.x))
+        operation_parts.append((output.input_spikes, output.output_spikes, output.synaptic_ops))
 
 
 def _join_outputs(bins: SpikeBins, output_parts: list, operation_parts: list, num_layers: int) -> NetworkOutput:
