@@ -19,7 +19,7 @@ from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typest
 
 from spikems_ros.bags.source import header_frame_id, open_bag
 from spikems_ros.bags.types import output_typestore
-from spikems_ros.bags.writer import BagWriter, replace_when_complete, time_fields
+from spikems_ros.bags.writer import BagWriter, check_output_is_not_input, replace_when_complete, time_fields
 from spikems_ros.events.errors import FileFormatError
 from spikems_ros.events.packet import ENCODABLE_ENCODINGS, encode_packet_payload
 from spikems_ros.events.readers import read_file
@@ -112,6 +112,7 @@ def convert_event_bag(input_path, output_path, *, topic: str | None = None, enco
         raise ValueError(f"encoding {encoding!r} is invalid: expected one of {', '.join(ENCODABLE_ENCODINGS)}")
     if packet_duration_us < 1:
         raise ValueError(f"packet_duration_us = {packet_duration_us} is invalid: expected an integer >= 1")
+    check_output_is_not_input(output_path, input_path)
 
     reader, is_ros1 = open_bag(input_path)
     try:

@@ -78,6 +78,21 @@ def check_output_path(path, *, force: bool, hint: str = "remove it or choose ano
     return path
 
 
+def check_output_is_not_input(output, input_path, option: str = "--output") -> None:
+    """Raise ValueError when ``output`` is ``input_path``, lies inside it or contains it.
+
+    With --force an output replaces what is at its path, which must never be the
+    recording being read.
+    """
+    output_resolved = Path(output).resolve()
+    input_resolved = Path(input_path).resolve()
+    if output_resolved == input_resolved or input_resolved in output_resolved.parents \
+            or output_resolved in input_resolved.parents:
+        raise ValueError(
+            f"{option} {output} is invalid: it is or overlaps the input {input_path}; choose another path"
+        )
+
+
 @contextmanager
 def replace_when_complete(path, *, force: bool, hint: str = "remove it or choose another path"):
     """Yield a temporary path to write a file or folder to; move it to ``path`` when the block succeeds.

@@ -8,6 +8,7 @@ accounts for every decoded event.
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -127,10 +128,10 @@ def select_time_range(events, start_s: float, duration_s: float | None):
     """Return the events sorted by time from ``start_s`` after the first event, for ``duration_s`` seconds."""
     import numpy as np
 
-    if start_s < 0:
-        raise ValueError(f"--start-s {start_s} is invalid: expected seconds >= 0")
-    if duration_s is not None and duration_s <= 0:
-        raise ValueError(f"--duration-s {duration_s} is invalid: expected seconds > 0")
+    if not (math.isfinite(start_s) and start_s >= 0):
+        raise ValueError(f"--start-s {start_s} is invalid: expected finite seconds >= 0")
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+        raise ValueError(f"--duration-s {duration_s} is invalid: expected finite seconds > 0; omit it for all events")
     if events.shape[0] == 0 or (start_s == 0 and duration_s is None):
         return events
     first_us = int(events["t"][0]) + round(start_s * 1e6)
@@ -139,7 +140,8 @@ def select_time_range(events, start_s: float, duration_s: float | None):
         raise ValueError(
             f"--start-s {start_s} is invalid: the recording lasts {length_s:.6f} s; expected a start within it"
         )
-    stop_us = first_us + round(duration_s * 1e6) if duration_s is not None else np.iinfo(np.int64).max
+    latest_us = np.iinfo(np.int64).max
+    stop_us = min(first_us + round(duration_s * 1e6), latest_us) if duration_s is not None else latest_us
     first, stop = np.searchsorted(events["t"], [first_us, stop_us])
     return events[first:stop]
 
@@ -297,14 +299,15 @@ def segment(args) -> dict:
     from tqdm import tqdm
 
     from spikems_ros.bags.segmenter import SegmenterBag
-    from spikems_ros.bags.writer import BagWriter, check_output_path, replace_when_complete
+    from spikems_ros.bags.writer import BagWriter, check_output_is_not_input, check_output_path, replace_when_complete
     from spikems_ros.events import read_file
     from spikems_ros.pipeline import SegmentationPipeline
     from spikems_ros.snn.weights import load_network, read_weights
 
     hint = "pass --force to replace it"
-    for output in (args.output, args.render):
+    for option, output in (("--output", args.output), ("--render", args.render)):
         if output is not None:
+            check_output_is_not_input(output, args.input, option)
             check_output_path(output, force=args.force, hint=hint)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda is invalid: torch finds no CUDA device; use --device cpu")

@@ -55,8 +55,8 @@ EVIMO2_MASK_KEY = re.compile(r"mask_(\d+)")
 
 PICKLE_SKIPPED_MESSAGE = (
     "%s: skipped the pickled 'meta' entry because unpickling an untrusted file can run "
-    "arbitrary code; pass allow_pickle=True for a trusted file to read frame times and "
-    "resolution from it"
+    "arbitrary code; for a trusted file, pass allow_pickle=True (--allow-pickle on the "
+    "spikems command line) to read frame times and resolution from it"
 )
 
 
