@@ -6,6 +6,7 @@ with exit code 2 and a message naming the bad value, leaving the input intact.
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,14 @@ def test_pickled_meta_message_names_cli_flag(small_npz, caplog, capsys):
     assert exit_code == 0
     assert "skipped the pickled 'meta' entry" in caplog.text
     assert "--allow-pickle" in caplog.text
+
+
+def test_named_pipe_rejected(tmp_path, caplog):
+    pipe = tmp_path / "events.raw"
+    os.mkfifo(pipe)
+
+    with caplog.at_level(logging.ERROR):
+        exit_code = main(["info", str(pipe)])
+
+    assert exit_code == 2
+    assert "is neither a regular file nor a folder" in caplog.text

@@ -58,6 +58,8 @@ FALLBACK_DEFINITIONS = {
 # UnicodeDecodeError from garbled topic names or message definitions.
 # MemoryError comes from a damaged record length: rosbags 0.11 allocates a
 # record's stated size before reading it.
+# NOTE: a damaged length below the memory available is allocated in full before
+# the short read is detected, so a damaged bag can use memory up to that size.
 BAG_ERRORS = (Ros1ReaderError, Ros2ReaderError, SerdeError, apsw.Error, UnicodeDecodeError, MemoryError)
 
 # One dvs/prophesee Event serialized for ROS 1: packed, no padding.

@@ -65,6 +65,9 @@ def detect_format(path) -> str:
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_dir():
         return _detect_folder_format(path)
+    if not path.is_file():
+        # Reading a named pipe would wait for a writer instead of failing.
+        raise FileFormatError(path, "is neither a regular file nor a folder (a pipe or device); expected an event file")
     return _detect_file_format(path)
 
 
