@@ -185,7 +185,7 @@ def test_rejects_non_finite_tensor(weights_path):
         content["tensors"]["deconv5.weight"][0, 0, 0, 1] = float("inf")
 
     rewrite(weights_path, poison)
-    with pytest.raises(WeightsError, match=r"deconv5.weight holds 2 NaN or infinite values"):
+    with pytest.raises(WeightsError, match=r"deconv5.weight contains 2 NaN or infinite values"):
         read_weights(weights_path)
 
 

@@ -29,7 +29,7 @@ with atheris.instrument_imports():
 # Epoch time base of the stateless decoders' inputs (2023-11-14), in nanoseconds.
 EPOCH_TIME_BASE_NS = 1_700_000_000_000_000_000
 
-# Encoding -> maximum events per payload byte (a 2-byte VECT_12 word of EVT 3.0 holds 12).
+# Encoding -> maximum events per payload byte (a 2-byte VECT_12 word of EVT 3.0 carries 12).
 EVENTS_PER_BYTE = {"evt3": 6, "evt2": 1 / 4, "mono": 1 / 8, "libcaer": 1 / 8, "libcaer_cmp": 4}
 
 DECODERS = (

@@ -235,7 +235,7 @@ class SegmenterNode(Node):
         """Return whether the packet repeats the previous one: same seq, stamp and payload.
 
         Decoding a repeat would feed its events a second time, which the binner
-        takes for time going backwards and answers with a network reset.
+        takes for time going backwards, so it would reset the network.
         """
         stamp = message.header.stamp
         key = (int(message.seq), int(stamp.sec), int(stamp.nanosec), message.encoding)
@@ -247,7 +247,7 @@ class SegmenterNode(Node):
     def _count_lost_packets(self, seq: int) -> None:
         """Count gaps in seq as lost packets, and a seq not above the previous one as a repeat.
 
-        A repeat is a duplicated packet or a restarted publisher; neither is a loss.
+        A repeat comes from a reordered packet or a restarted publisher, and neither is a loss.
         """
         if self._last_seq is not None and seq > self._last_seq + 1:
             self._lost_packets += seq - self._last_seq - 1

@@ -173,7 +173,7 @@ def _check_tensors(path: Path, tensors, network: SpikeMSNetwork) -> dict[str, Te
         non_finite = int((~torch.isfinite(tensor)).sum())
         if non_finite:
             # A NaN weight makes every potential it reaches NaN, so the layer never spikes again.
-            raise WeightsError(path, f"{name} holds {non_finite} NaN or infinite values, expected finite weights")
+            raise WeightsError(path, f"{name} contains {non_finite} NaN or infinite values, expected finite weights")
     return dict(tensors)
 
 

@@ -38,7 +38,7 @@ def spikems(*arguments) -> subprocess.Popen:
 
 
 def wait_until(process: subprocess.Popen, condition) -> None:
-    """Wait until ``condition()`` holds while ``process`` runs; fail with its output otherwise."""
+    """Wait until ``condition()`` is true while ``process`` runs, and fail with its output if it ends first."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while not condition():
         if process.poll() is not None:

@@ -1,7 +1,7 @@
 """Command-line misuse found by trying the README's commands with hostile inputs.
 
-Each case once ended in a traceback or destroyed the input; each must now end
-with exit code 2 and a message naming the bad value, leaving the input intact.
+Each case once ended in a traceback, a hang or a destroyed input. Each must now
+end with exit code 2 and a message naming the bad value, and leave the input intact.
 """
 
 import json

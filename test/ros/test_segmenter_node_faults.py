@@ -1,9 +1,9 @@
 """Input faults fed to the segmenter node over Fast DDS: it keeps running, counts them and recovers.
 
-Every test runs the node as a separate process (see test_segmenter_node_dds),
-sends a good stream, the fault, then a good stream again, and checks that the
-node is still running, that /diagnostics counts the fault and that the
-windows after the fault hold only events that were sent. Streams are 64x48,
+Every test runs the node as a separate process (see test_segmenter_node_dds)
+and sends a good stream, the fault, then a good stream again. It then checks
+that the node is still running and that /diagnostics counts the fault. The
+windows after the fault must contain only events that were sent. Streams are 64x48,
 where a 1 ms bin takes a few milliseconds on one CPU thread.
 """
 
@@ -61,7 +61,8 @@ def assert_recovered(driver, good_events: np.ndarray, fault_end_us: int) -> None
     assert max(window_ends_us) > fault_end_us, "no window after the fault was published"
     foreground = decode_messages(driver.messages["foreground_events"])
     assert event_set(foreground) <= event_set(good_events), "foreground events that were never sent"
-    assert np.all(foreground["x"] < WIDTH) and np.all(foreground["y"] < HEIGHT)
+    assert np.all(foreground["x"] < WIDTH)
+    assert np.all(foreground["y"] < HEIGHT)
 
 
 @pytest.mark.ros
@@ -276,7 +277,7 @@ def test_rate_burst_bounded(tmp_path, weights_path):  # noqa: F811
     assert int(diagnostics["packets_received"]) <= total_packets
     assert float(burst_diagnostics["queued_span_ms"]) <= max_latency_ms + PACKET_US / 1000
     assert "dropped the" in log
-    # The queue holds at most 200 ms of events (about 2.4 MB at this rate). Keeping
+    # The queue keeps at most 200 ms of events (about 2.4 MB at this rate). Keeping
     # the rest of the burst would take its event count times 13 bytes (29 MB) on
     # top of allocator noise, which reached 18 MB in runs that kept nothing.
     kept_kib = (burst_packets - FILL_PACKETS) * 1500 * EVENT_DTYPE.itemsize // 1024
