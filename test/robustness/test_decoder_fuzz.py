@@ -9,10 +9,8 @@ rejected payload leaves a stateful decoder as it was.
 import numpy as np
 import pytest
 from conftest import REAL_DATA_DIR
-from .fuzz_tally import fuzz_input
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from .seed_packets import all_seeds
 
 from spikems_ros.events.dtype import EVENT_DTYPE, TRIGGER_DTYPE
 from spikems_ros.events.errors import DecodeError
@@ -22,18 +20,15 @@ from spikems_ros.events.libcaer import decode_libcaer, decode_libcaer_cmp
 from spikems_ros.events.mono import decode_mono
 from spikems_ros.events.packet import SUPPORTED_ENCODINGS, PacketDecoder
 
+from .fuzz_tally import fuzz_input, fuzz_settings
+from .seed_packets import all_seeds
+
 # Examples per decoder and input kind. Seven decoders, two kinds: about 5,000
 # inputs, which take about 20 s on two CPU cores.
 MAX_EXAMPLES = 350
 MAX_RANDOM_BYTES = 2048
 
-FUZZ_SETTINGS = settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ_SETTINGS = fuzz_settings(MAX_EXAMPLES)
 
 # Epoch time base of the stateless decoders' inputs (2023-11-14), in nanoseconds.
 EPOCH_TIME_BASE_NS = 1_700_000_000_000_000_000

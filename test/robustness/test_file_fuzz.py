@@ -7,7 +7,7 @@ closely: a bad word is reported at its byte offset in the file.
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Ros2Writer
@@ -18,20 +18,14 @@ from spikems_ros.events.errors import FileFormatError
 from spikems_ros.events.readers import read_file
 from spikems_ros.events.raw import read_prophesee_raw
 
-from .fuzz_tally import fuzz_input
+from .fuzz_tally import fuzz_input, fuzz_settings
 from .seed_packets import random_events, synthetic_seeds
 from .test_decoder_fuzz import mutated
 
 # Each example writes and reads a file, so fewer examples than for payloads.
 MAX_EXAMPLES = 80
 
-FILE_FUZZ_SETTINGS = settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FILE_FUZZ_SETTINGS = fuzz_settings(MAX_EXAMPLES)
 
 RAW_HEADERS = {
     "evt3": b"% format EVT3;height=480;width=640\n% end\n",
