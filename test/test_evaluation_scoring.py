@@ -1,4 +1,4 @@
-"""Scoring one window: IoUs and detection on hand-made predictions with known answers."""
+"""Scoring one window: IoUs and detection on hand-made predictions with known results."""
 
 import math
 

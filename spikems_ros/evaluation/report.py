@@ -99,7 +99,7 @@ def incremental_summary(window_rows: list, trained_window_ms: int, short_window_
     """Compare the filtered short window with the raw training window, by per-event IoU.
 
     Per-event IoU is used because both predictions classify the same input
-    events; event-pixel IoU would also count the pixels without events that the
+    events. Event-pixel IoU would also count the pixels without events, which the
     raw output spreads onto and the filtered output never marks.
     """
     by_window = {row["window_ms"]: row for row in window_rows}

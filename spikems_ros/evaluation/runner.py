@@ -1,11 +1,11 @@
 """Run the networks over labelled recordings and score them window by window.
 
 For each window length the events are cut into windows aligned to multiples of
-the window in absolute time, as the node does. Each scored window gets, for the
-spiking network (raw and Kalman-filtered) and optionally for ANN-2D:
-event-pixel IoU, per-event IoU and whether the predicted box detects the
-ground-truth box (definitions in ``metrics``), plus the synaptic operations the
-spiking network performed for it.
+the window in absolute time, as the node does. Each scored window gets three
+scores per method (the spiking network, raw and Kalman-filtered, and optionally
+ANN-2D): event-pixel IoU, per-event IoU and whether the predicted box detects
+the ground-truth box (definitions in ``metrics``). It also records the synaptic
+operations the spiking network performed for it.
 """
 
 import logging
@@ -35,7 +35,7 @@ ANN_BATCH_FRAMES = 16
 
 @dataclass(frozen=True)
 class WindowSettings:
-    """How windows are cut and which are scored."""
+    """Window cutting and scoring rules for one window length."""
 
     bin_us: int  # network time step
     window_bins: int  # window length in bins
