@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 ACTIVATE := . $(VENV)/bin/activate
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench clean
 
 setup:
 	bash tools/setup.sh
@@ -13,6 +13,9 @@ demo: setup
 
 test: setup
 	$(ACTIVATE) && python -m pytest -q test
+
+bench: setup
+	$(ACTIVATE) && pip install --quiet -r requirements/bench.txt && spikems bench stream && spikems bench decode
 
 clean:
 	rm -rf build install test_interfaces/install .pytest_cache

@@ -59,11 +59,12 @@ class StreamSegmenter:
     chunking. ``inference`` picks the path (``INFERENCE_PATHS``); "fast" falls back
     to "reference", with a log message, on CUDA or for a network it cannot run.
     The two paths give identical spikes when every convolution sum is exact in
-    float32 and may otherwise differ in rare spikes (see ``snn.fast``).
+    float32 and may otherwise differ in rare spikes (see ``snn.fast``). ``threads``
+    is the fast path's thread count; the reference path uses PyTorch's setting.
     """
 
     def __init__(self, network: SpikeMSNetwork, width: int, height: int, *, chunk_bins: int = 16,
-                 device: str = "cpu", inference: str = "fast"):
+                 device: str = "cpu", inference: str = "fast", threads: int = 1):
         if chunk_bins < 1:
             raise ValueError(f"chunk_bins = {chunk_bins!r} is invalid: expected an integer >= 1")
         if inference not in INFERENCE_PATHS:
@@ -80,7 +81,7 @@ class StreamSegmenter:
         if self.inference == "fast":
             from spikems_ros.snn.fast import FastSpikeMSNetwork
 
-            self._fast = FastSpikeMSNetwork(self.network, self.height, self.width)
+            self._fast = FastSpikeMSNetwork(self.network, self.height, self.width, threads=threads)
         self.reset()
 
     def _choose_inference(self, requested: str) -> str:

@@ -18,7 +18,10 @@ spikes, compiled with numba:
   the spikes of the same step from the layer below (every kernel is 0 at lag 0),
   so layer l can finish all bins of the chunk before layer l + 1 starts. Each
   pixel's state is then loaded once per chunk instead of once per bin.
-* Neuron updates run in parallel over image rows (numba ``prange``).
+* Rows run in parallel (numba ``prange``) on ``threads`` threads, 1 by default.
+  On a machine whose cores are busy with other work, every parallel region waits
+  for a descheduled thread: 2 threads measured up to 80x slower than 1 on 2 shared
+  cores under a load of 8, so more threads pay only on idle cores.
 
 Layout: every state, current and footprint is channel-last, ``(height, width,
 channel)`` and ``(height, width, time, channel)``, so the vector over output
@@ -167,30 +170,10 @@ def _spikes_to_rows(y, x, step, channel, steps, num_channels, rows_channels, row
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _input_statistics(rows_offsets, steps, fan_out, input_spikes, synaptic_ops):
-    # Per step: spikes arriving at a layer, and synaptic operations (each spike times its fan-out).
-    height = rows_offsets.shape[0]
-    width = (rows_offsets.shape[1] - 1) // steps
-    per_row_spikes = np.zeros((height, steps), np.int64)
-    per_row_ops = np.zeros((height, steps), np.int64)
-    for row in numba.prange(height):
-        for column in range(width):
-            for t in range(steps):
-                slot = column * steps + t
-                count = rows_offsets[row, slot + 1] - rows_offsets[row, slot]
-                per_row_spikes[row, t] += count
-                per_row_ops[row, t] += count * fan_out[row, column]
-    for row in range(height):
-        for t in range(steps):
-            input_spikes[t] += per_row_spikes[row, t]
-            synaptic_ops[t] += per_row_ops[row, t]
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
 def _layer_pass(
     in_channels, in_offsets, in_height, in_width, steps, footprint, transposed,
     psp_y1, psp_y2, ref_y1, ref_y2, live_rows, constants, alpha_refractory,
-    out_channels, out_offsets, output_spikes,
+    out_channels, out_offsets, output_spikes, next_fan_out, next_synaptic_ops,
 ):
     # One output row per parallel task: sum the row's synaptic input for every step
     # (event-driven, from the spikes of the input rows it reaches), run the neurons
@@ -203,6 +186,7 @@ def _layer_pass(
     zero = np.float32(0.0)
     one = np.float32(1.0)
     per_row_counts = np.zeros((height, steps), np.int64)
+    per_row_ops = np.zeros((height, steps), np.int64)
 
     for row in numba.prange(height):
         has_input = False
@@ -215,20 +199,34 @@ def _layer_pass(
             out_offsets[row, :] = 0
             continue
 
-        # Synaptic input of the row, (steps, width * channels), summed in a fixed order:
-        # input row (tap_y), input column, tap_x, input channel.
+        # Synaptic input of the row, (steps, width * channels). For each input pixel and
+        # step, the weights of its spiking channels for this kernel row are first summed
+        # into ``pixel_sum`` (3 taps x channels, in rising channel order), which is then
+        # added at the 3 output columns it reaches. The order is fixed: input row
+        # (tap_y), input column, tap_x.
         current = np.zeros((steps, width * channels), np.float32)
+        tap_row_length = KERNEL_TAPS * channels
+        pixel_sum = np.empty(tap_row_length, np.float32)
         if has_input:
             for tap_y in range(KERNEL_TAPS):
                 source_row = _tap_source(row, tap_y, transposed, in_height)
                 if source_row < 0 or in_offsets[source_row, in_width * steps] == 0:
                     continue
+                row_channels = in_channels[source_row]
+                row_offsets = in_offsets[source_row]
                 for source_column in range(in_width):
                     for t in range(steps):
                         slot = source_column * steps + t
-                        first, stop = in_offsets[source_row, slot], in_offsets[source_row, slot + 1]
+                        first, stop = row_offsets[slot], row_offsets[slot + 1]
                         if first == stop:
                             continue
+                        pixel_sum[:] = zero
+                        for spike_index in range(first, stop):
+                            weights = footprint[row_channels[spike_index]]
+                            base = tap_y * tap_row_length
+                            for q in range(tap_row_length):
+                                pixel_sum[q] += weights[base + q]
+                        step_current = current[t]
                         for tap_x in range(KERNEL_TAPS):
                             # The output column that this input column reaches through tap_x.
                             if transposed:
@@ -241,17 +239,20 @@ def _layer_pass(
                             if column < 0 or column >= width:
                                 continue
                             target = column * channels
-                            tap_base = (tap_y * KERNEL_TAPS + tap_x) * channels
-                            for spike_index in range(first, stop):
-                                source_channel = in_channels[source_row, spike_index]
-                                for c in range(channels):
-                                    current[t, target + c] += footprint[source_channel, tap_base + c]
+                            tap_base = tap_x * channels
+                            for c in range(channels):
+                                step_current[target + c] += pixel_sum[tap_base + c]
 
         # neuron.srm_step, one float32 operation at a time, for every neuron of the row.
-        fired = np.zeros((steps, width * channels), np.uint8)
+        # Spike flags go to a byte array padded to whole 8-byte words, so the scan below
+        # can skip 8 neurons without a spike at once.
+        row_length = width * channels
+        padded_length = (row_length + 7) // 8 * 8
+        fired = np.zeros(steps * padded_length, np.uint8)
         a1, a2, r1, r2 = psp_y1[row], psp_y2[row], ref_y1[row], ref_y2[row]
         for t in range(steps):
-            for j in range(width * channels):
+            flags = fired[t * padded_length : t * padded_length + row_length]
+            for j in range(row_length):
                 new_a2 = psp_decay * a2[j] + psp_decay * a1[j]
                 a1[j] = psp_decay * a1[j] + current[t, j]
                 a2[j] = new_a2
@@ -262,19 +263,39 @@ def _layer_pass(
                     potential = psp_gain * new_a2 + ref_gain * (ref_decay * r1[j])
                 spike = potential >= threshold
                 r1[j] = ref_decay * r1[j] + (one if spike else zero)
-                fired[t, j] = spike
+                flags[j] = spike
 
-        # Spikes as lists of channels per (column, step): the order the next layer reads.
-        position = 0
-        out_offsets[row, 0] = 0
-        for column in range(width):
-            for t in range(steps):
-                for c in range(channels):
-                    if fired[t, column * channels + c]:
-                        out_channels[row, position] = c
-                        position += 1
-                        per_row_counts[row, t] += 1
-                out_offsets[row, column * steps + t + 1] = position
+        # Collect the spikes in (step, neuron) order, then sort them by (column, step)
+        # with a counting sort: the SpikeRows order the next layer reads.
+        words = fired.view(np.uint64)
+        spike_steps = np.empty(steps * row_length, np.int32)
+        spike_neurons = np.empty(steps * row_length, np.int32)
+        spike_count = 0
+        for word in range(words.shape[0]):
+            if words[word] == 0:
+                continue
+            for index in range(word * 8, word * 8 + 8):
+                if fired[index]:
+                    spike_steps[spike_count] = index // padded_length
+                    spike_neurons[spike_count] = index % padded_length
+                    spike_count += 1
+
+        offsets = out_offsets[row]
+        offsets[:] = 0
+        for index in range(spike_count):
+            t = spike_steps[index]
+            column = spike_neurons[index] // channels
+            offsets[column * steps + t + 1] += 1
+            per_row_counts[row, t] += 1
+            per_row_ops[row, t] += next_fan_out[row, column]
+        for slot in range(1, offsets.shape[0]):
+            offsets[slot] += offsets[slot - 1]
+        cursor = offsets[:-1].copy()
+        for index in range(spike_count):
+            neuron = spike_neurons[index]
+            slot = (neuron // channels) * steps + spike_steps[index]
+            out_channels[row, cursor[slot]] = neuron % channels
+            cursor[slot] += 1
 
         nonzero = False
         for j in range(width * channels):
@@ -286,6 +307,7 @@ def _layer_pass(
     for row in range(height):
         for t in range(steps):
             output_spikes[t] += per_row_counts[row, t]
+            next_synaptic_ops[t] += per_row_ops[row, t]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -322,10 +344,15 @@ class FastSpikeMSNetwork:
     ``unsupported_reason``).
     """
 
-    def __init__(self, network: SpikeMSNetwork, height: int, width: int):
+    def __init__(self, network: SpikeMSNetwork, height: int, width: int, threads: int = 1):
         reason = unsupported_reason(network)
         if reason is not None:
             raise ValueError(f"the fast path cannot run this network: {reason}")
+        if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
+            raise ValueError(
+                f"threads = {threads!r} is invalid: expected an integer from 1 to {numba.config.NUMBA_NUM_THREADS}"
+            )
+        self.threads = threads
         self.height = int(height)
         self.width = int(width)
         fan_outs = network.initial_state(1, self.height, self.width, "cpu").fan_out_maps
@@ -348,6 +375,8 @@ class FastSpikeMSNetwork:
                 )
             )
         self.layers = tuple(layers)
+        # The last layer's spikes drive no further synapses.
+        self._no_fan_out = np.zeros(output_sizes[-1], np.int64)
 
         # Spike lists between layers, reused across passes; index 0 is the input.
         sizes = ((self.height, self.width),) + output_sizes
@@ -389,16 +418,27 @@ class FastSpikeMSNetwork:
             if values.size and (values.min() < 0 or values.max() >= limit):
                 raise ValueError(f"spike {name} values span {values.min()}..{values.max()}, expected 0..{limit - 1}")
 
-        # Sorted by (y, x, step, channel): the fixed summation order of every current.
-        order = np.lexsort((channel, step, x, y))
+        # Sorted by step to split the passes, then within each pass by (y, x, step,
+        # channel): the fixed summation order of every current.
+        order = np.argsort(step, kind="stable")
         channel, y, x, step = channel[order], y[order], x[order], step[order]
+        bounds = np.searchsorted(step, np.arange(0, steps + MAX_STEPS_PER_PASS, MAX_STEPS_PER_PASS))
 
         parts = []
-        for first in range(0, steps, MAX_STEPS_PER_PASS):
-            pass_steps = min(MAX_STEPS_PER_PASS, steps - first)
-            selected = (step >= first) & (step < first + pass_steps)
-            part = self._run_pass(pass_steps, y[selected], x[selected], step[selected] - first, channel[selected])
-            parts.append(part._replace(step=part.step + first))
+        # numba's thread count is a per-calling-thread setting; restore it afterwards.
+        previous_threads = numba.get_num_threads()
+        numba.set_num_threads(self.threads)
+        try:
+            for pass_index, first in enumerate(range(0, steps, MAX_STEPS_PER_PASS)):
+                pass_steps = min(MAX_STEPS_PER_PASS, steps - first)
+                selected = slice(bounds[pass_index], bounds[pass_index + 1])
+                pass_step = step[selected] - first
+                within = np.lexsort((channel[selected], pass_step, x[selected], y[selected]))
+                part = self._run_pass(pass_steps, y[selected][within], x[selected][within], pass_step[within],
+                                      channel[selected][within])
+                parts.append(part._replace(step=part.step + first))
+        finally:
+            numba.set_num_threads(previous_threads)
         return _join_passes(parts, len(self.layers))
 
     def _run_pass(self, steps, y, x, step, channel) -> FastChunkOutput:
@@ -413,17 +453,29 @@ class FastSpikeMSNetwork:
             for channels, offsets, (height, width) in self._rows
         ]
         _spikes_to_rows(y, x, step, channel, steps, 2, rows[0].channels, rows[0].offsets)
+        # Statistics of the input layer; every later layer's come from the layer below it.
+        unique_codes = np.unique(((y * self.width + x) * steps + step) * 2 + channel)
+        unique_pixels = unique_codes // (2 * steps)
+        unique_steps = (unique_codes // 2) % steps
+        input_spikes[0] = np.bincount(unique_steps, minlength=steps)
+        synaptic_ops[0] = np.bincount(unique_steps, weights=self.layers[0].fan_out.ravel()[unique_pixels],
+                                      minlength=steps).round().astype(np.int64)
+
         for index, (layer, state) in enumerate(zip(self.layers, self.state)):
             source, target = rows[index], rows[index + 1]
             in_height = source.offsets.shape[0]
             in_width = (source.offsets.shape[1] - 1) // steps
-            _input_statistics(source.offsets, steps, layer.fan_out, input_spikes[index], synaptic_ops[index])
+            last = index + 1 == num_layers
             _layer_pass(
                 source.channels, source.offsets, in_height, in_width, steps,
                 layer.footprint.reshape(layer.footprint.shape[0], -1), layer.transposed,
                 *state[:4], state.live_rows, layer.constants, layer.alpha_refractory,
                 target.channels, target.offsets, output_spikes[index],
+                self._no_fan_out if last else self.layers[index + 1].fan_out,
+                np.zeros(steps, np.int64) if last else synaptic_ops[index + 1],
             )
+            if not last:
+                input_spikes[index + 1] = output_spikes[index]
 
         out_y, out_x, out_step, out_channel = _rows_to_spikes(rows[-1].channels, rows[-1].offsets, steps)
         # The reference path lists a bin's output spikes by channel, then row, then column.

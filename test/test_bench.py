@@ -1,0 +1,64 @@
+"""The benchmark commands run end to end and report consistent counts (timings are not checked)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from spikems_ros.benchmarks.stream import split_bins
+from spikems_ros.cli import main
+from spikems_ros.events.binning import StreamingBinner
+from spikems_ros.events.dtype import make_events
+
+from conftest import real_file
+
+
+def test_split_bins_keeps_every_spike():
+    rng = np.random.default_rng(0)
+    count = 500
+    events = make_events(rng.integers(0, 20, count), rng.integers(0, 10, count),
+                         np.sort(rng.integers(0, 23_000, count)), rng.integers(0, 2, count))
+    bins = StreamingBinner(20, 10).push(events)
+
+    chunks = split_bins(bins, 5)
+
+    assert [chunk.num_bins for chunk in chunks] == [5, 5, 5, 5, 2]
+    rejoined = np.concatenate([chunk.dense() for chunk in chunks])
+    np.testing.assert_array_equal(rejoined, bins.dense())
+
+
+def test_bench_stream_smoke(capsys):
+    code = main(["bench", "stream", "--width", "40", "--height", "30", "--rates", "1e6", "--seconds", "0.01",
+                 "--chunk-bins", "4", "--json"])
+
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    (entry,) = report["rates"]
+    assert entry["bins"] == 10
+    paths = [row["path"] for row in entry["rows"]]
+    assert paths[0] == "reference"
+    assert paths[-1] == "fast"
+    for row in entry["rows"]:
+        assert row["bins"] == 10
+        assert row["real_time_factor"] > 0
+    assert entry["rows"][0]["speedup_vs_reference"] == 1.0
+    # Both paths count the same synaptic work on this stream.
+    assert entry["fast_synaptic_ops"] > 0
+    assert entry["fast_synaptic_ops"] == pytest.approx(entry["synaptic_ops_per_bin"] * entry["bins"], rel=1e-3)
+
+
+def test_bench_stream_rejects_bad_rates():
+    assert main(["bench", "stream", "--rates", "fast", "--seconds", "0.01"]) == 2
+
+
+def test_bench_decode_counts_match(capsys):
+    path = real_file("evt3_sample.raw")
+
+    code = main(["bench", "decode", str(path), "--repeats", "1", "--json"])
+
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    counts = {row["decoder"].split()[0]: row["events"] for row in report["rows"]}
+    assert counts["spikems_ros"] == 219_596
+    if "expelliarmus" in counts:
+        assert counts["expelliarmus"] == counts["spikems_ros"]
