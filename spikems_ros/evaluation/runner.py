@@ -69,7 +69,7 @@ def _truth_box(recording: LabelledRecording, start_us: int, end_us: int, truth_p
     """Return the ground-truth box of a window: of its foreground event pixels, or of the labelled boxes.
 
     With labelled boxes, the frame nearest the window centre counts when it lies
-    inside the window; several boxes of one frame count as their bounding box.
+    inside the window. Several boxes of one frame count as their bounding box.
     NOTE: merging the boxes of several objects into one follows the one-box
     detection rule; a per-object rule would need box matching.
     """
