@@ -52,7 +52,10 @@ def run_node_bench(rate_ev_s: float = 1e6, seconds: float = 3.0, width: int = 34
 
     command = [sys.executable, "-m", "spikems_ros.ros.segmenter_node", "--ros-args",
                "-r", f"~/events:={EVENTS_TOPIC}", "-p", "events_qos_reliable:=true",
-               "-p", "events_qos_depth:=10000"]
+               "-p", "events_qos_depth:=10000",
+               # mono output carries absolute event times; evt3 output would be re-anchored
+               # to its header stamps by the decoder here.
+               "-p", "output_encoding:=mono"]
     if weights:
         command += ["-p", f"weights:={weights}"]
     node = subprocess.Popen(command, env=dict(os.environ))

@@ -126,14 +126,23 @@ def _time_segmenter(segmenter: StreamSegmenter, chunks: list) -> tuple:
     return np.array(per_bin_ms), synaptic_ops, output_spikes
 
 
+def _dense_frame(bins: SpikeBins, index: int) -> torch.Tensor:
+    channel, y, x = bins.spikes_of_bin(index)
+    frame = torch.zeros(1, 2, bins.height, bins.width)
+    frame[0, torch.from_numpy(channel.astype(np.int64)), torch.from_numpy(y.astype(np.int64)),
+          torch.from_numpy(x.astype(np.int64))] = 1.0
+    return frame  # (1, 2, H, W)
+
+
 def _time_peer(peer: SnnTorchSpikeMS, bins: SpikeBins, device: str) -> np.ndarray:
-    frames = torch.from_numpy(bins.dense(np.float32))  # (num_bins, 2, H, W)
-    peer.step(frames[:1].to(device))
+    # Frames are built one bin at a time, outside the timed step, as a driver would deliver them.
+    peer.step(_dense_frame(bins, 0).to(device))
     peer.reset()
     per_bin_ms = []
     for index in range(bins.num_bins):
+        frame = _dense_frame(bins, index).to(device)
         started = time.perf_counter()
-        peer.step(frames[index : index + 1].to(device))
+        peer.step(frame)
         if device == "cuda":
             torch.cuda.synchronize()
         per_bin_ms.append((time.perf_counter() - started) * 1e3)
