@@ -20,9 +20,6 @@ loading one never runs code.
 """
 
 import dataclasses
-import os
-import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from spikems_ros.snn.geometry import KERNEL_SIZE, PADDING, STRIDE, LayerGeometry
+from spikems_ros.snn.weights import WeightsError, check_metadata, read_torch_dict, write_torch_file_atomically
 
 FORMAT_NAME = "spikems-ann2d-weights"
 FORMAT_VERSION = 1
@@ -40,13 +38,10 @@ TRANSPOSED = (False, False, False, True, True, True)
 _TOP_LEVEL_KEYS = frozenset({"format", "format_version", "architecture", "channels", "tensors", "metadata"})
 
 
-class Ann2dWeightsError(ValueError):
+class Ann2dWeightsError(WeightsError):
     """An ANN-2D weights file that cannot be loaded: unreadable, another format or not matching the network."""
 
-    def __init__(self, path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"ANN-2D weights file {path}: {reason}")
+    file_kind = "ANN-2D weights file"
 
 
 class Ann2dNetwork(nn.Module):
@@ -119,17 +114,6 @@ def predicted_pixels(logits: Tensor) -> Tensor:
     return (logits > 0).any(dim=1)
 
 
-def _check_metadata(path, metadata) -> dict:
-    if not isinstance(metadata, dict):
-        raise Ann2dWeightsError(path, f"metadata must be a dict, got {type(metadata).__name__}")
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not isinstance(value, (str, int, float)):
-            raise Ann2dWeightsError(
-                path, f"metadata entry {key!r}: {value!r} is invalid: expected str keys and str, int or float values"
-            )
-    return dict(metadata)
-
-
 def save_ann2d_weights(path, network: Ann2dNetwork, metadata: dict | None = None) -> None:
     """Write the network's weights to ``path`` under a temporary name, then rename it into place."""
     path = Path(path)
@@ -139,20 +123,9 @@ def save_ann2d_weights(path, network: Ann2dNetwork, metadata: dict | None = None
         "architecture": ARCHITECTURE,
         "channels": list(CHANNELS),
         "tensors": {name: tensor.detach().cpu().clone() for name, tensor in network.state_dict().items()},
-        "metadata": _check_metadata(path, {} if metadata is None else metadata),
+        "metadata": check_metadata(path, {} if metadata is None else metadata, Ann2dWeightsError),
     }
-    descriptor, temporary_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            torch.save(content, stream)
-        # mkstemp creates the file readable by its owner only; give it the usual mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary_name, 0o666 & ~umask)
-        os.replace(temporary_name, path)
-    except BaseException:
-        os.unlink(temporary_name)
-        raise
+    write_torch_file_atomically(path, content)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,31 +136,10 @@ class Ann2dWeights:
     metadata: dict  # str -> str, int or float
 
 
-def _read_content(path: Path) -> dict:
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first_line = str(error).split(". ")[0] if str(error) else type(error).__name__
-        raise Ann2dWeightsError(
-            path, f"cannot be read with weights_only=True ({first_line}): it is corrupt or holds code objects"
-        ) from error
-    except IsADirectoryError as error:
-        raise Ann2dWeightsError(path, "is a folder, expected a weights file") from error
-    except OSError:
-        raise
-    except Exception as error:  # torch's loader raises many types (KeyError, RuntimeError, ...) for foreign files
-        raise Ann2dWeightsError(
-            path, f"is not a readable torch file ({type(error).__name__}: {error})"
-        ) from error
-    if not isinstance(content, dict):
-        raise Ann2dWeightsError(path, f"contains a {type(content).__name__}, expected a dict in the {FORMAT_NAME} format")
-    return content
-
-
 def read_ann2d_weights(path) -> Ann2dWeights:
     """Read and validate an ANN-2D weights file, raising Ann2dWeightsError that names the file and the problem."""
     path = Path(path)
-    content = _read_content(path)
+    content = read_torch_dict(path, FORMAT_NAME, Ann2dWeightsError)
     if content.get("format") != FORMAT_NAME:
         hint = " (a spiking-network file: pass it as --weights)" if content.get("format") == "spikems-weights" else ""
         raise Ann2dWeightsError(path, f"format is {content.get('format')!r}, expected {FORMAT_NAME!r}{hint}")
@@ -222,7 +174,7 @@ def read_ann2d_weights(path) -> Ann2dWeights:
                 f"{name} is {type(tensor).__name__} {getattr(tensor, 'dtype', '')} "
                 f"{tuple(getattr(tensor, 'shape', ()))}, expected {reference.dtype} {tuple(reference.shape)}",
             )
-    return Ann2dWeights(dict(tensors), _check_metadata(path, content["metadata"]))
+    return Ann2dWeights(dict(tensors), check_metadata(path, content["metadata"], Ann2dWeightsError))
 
 
 def load_ann2d(path, device: torch.device | str = "cpu") -> Ann2dNetwork:

@@ -38,10 +38,13 @@ _NEURON_CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(Neu
 class WeightsError(ValueError):
     """A weights file that cannot be loaded: unreadable, another format or not matching the network."""
 
+    # What the file is, as the message names it; subclasses for other formats override it.
+    file_kind = "weights file"
+
     def __init__(self, path, reason: str):
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"weights file {path}: {reason}")
+        super().__init__(f"{self.file_kind} {path}: {reason}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,36 +58,24 @@ class WeightsFile:
     metadata: dict[str, str | int | float]
 
 
-def _check_metadata(path, metadata) -> dict[str, str | int | float]:
+def check_metadata(path, metadata, error_type: type = WeightsError) -> dict[str, str | int | float]:
+    """Return ``metadata`` as a dict of str keys and str, int or float values, else raise ``error_type``."""
     if not isinstance(metadata, dict):
-        raise WeightsError(path, f"metadata must be a dict, got {type(metadata).__name__}")
+        raise error_type(path, f"metadata must be a dict, got {type(metadata).__name__}")
     for key, value in metadata.items():
         if not isinstance(key, str) or not isinstance(value, (str, int, float)):
-            raise WeightsError(
+            raise error_type(
                 path,
                 f"metadata entry {key!r}: {value!r} is invalid: expected str keys and str, int or float values",
             )
     return dict(metadata)
 
 
-def save_weights(path: str | os.PathLike, network: SpikeMSNetwork, metadata: dict | None = None) -> None:
-    """Write the network's weights and configuration to ``path``.
+def write_torch_file_atomically(path: Path, content: dict) -> None:
+    """Save ``content`` with torch.save under a temporary name, then rename it into place.
 
-    The file is written under a temporary name and renamed into place, so a reader
-    never sees a partly written file.
+    A reader never sees a partly written file under ``path``.
     """
-    path = Path(path)
-    metadata = _check_metadata(path, {} if metadata is None else metadata)
-    content = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "architecture": ARCHITECTURE,
-        "channels": list(network.channels),
-        "neuron_configs": [dataclasses.asdict(config) for config in network.neuron_configs],
-        "tensors": {name: tensor.detach().cpu().clone() for name, tensor in network.state_dict().items()},
-        "metadata": metadata,
-    }
-
     descriptor, temporary_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as stream:
@@ -99,29 +90,55 @@ def save_weights(path: str | os.PathLike, network: SpikeMSNetwork, metadata: dic
         raise
 
 
-def _read_content(path: Path) -> dict:
-    # OSError (missing file, no permission) propagates unchanged: the file is not at fault.
+def read_torch_dict(path: Path, format_name: str, error_type: type = WeightsError) -> dict:
+    """Load a torch file with weights_only=True (no code is unpickled) and return its top-level dict.
+
+    Raises ``error_type`` naming the file for corrupt, truncated or foreign
+    content. OSError (missing file, no permission) propagates unchanged because
+    the file is not at fault.
+    """
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # torch's message is a paragraph; its first sentence names the failure.
         first_line = str(error).split(". ")[0] if str(error) else type(error).__name__
-        raise WeightsError(
+        raise error_type(
             path,
             f"cannot be read with weights_only=True ({first_line}): it is corrupt or contains "
             "objects other than tensors and plain values",
         ) from error
     except IsADirectoryError as error:
-        raise WeightsError(path, "is a folder, expected a weights file") from error
+        raise error_type(path, "is a folder, expected a weights file") from error
     except OSError:
         raise
     except Exception as error:  # torch's loader raises many types (KeyError, RuntimeError, ...) for foreign files
-        raise WeightsError(
+        raise error_type(
             path, f"is not a readable torch file, it may be truncated or corrupt ({type(error).__name__}: {error})"
         ) from error
     if not isinstance(content, dict):
-        raise WeightsError(path, f"contains a {type(content).__name__}, expected a dict in the {FORMAT_NAME} format")
+        raise error_type(path, f"contains a {type(content).__name__}, expected a dict in the {format_name} format")
     return content
+
+
+def save_weights(path: str | os.PathLike, network: SpikeMSNetwork, metadata: dict | None = None) -> None:
+    """Write the network's weights and configuration to ``path``.
+
+    The file is written under a temporary name and renamed into place, so a reader
+    never sees a partly written file.
+    """
+    path = Path(path)
+    metadata = check_metadata(path, {} if metadata is None else metadata)
+    content = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "architecture": ARCHITECTURE,
+        "channels": list(network.channels),
+        "neuron_configs": [dataclasses.asdict(config) for config in network.neuron_configs],
+        "tensors": {name: tensor.detach().cpu().clone() for name, tensor in network.state_dict().items()},
+        "metadata": metadata,
+    }
+
+    write_torch_file_atomically(path, content)
 
 
 def _check_header(path: Path, content: dict) -> None:
@@ -180,7 +197,7 @@ def _check_tensors(path: Path, tensors, network: SpikeMSNetwork) -> dict[str, Te
 def read_weights(path: str | os.PathLike) -> WeightsFile:
     """Read and validate a weights file, raising WeightsError that names the file and the problem."""
     path = Path(path)
-    content = _read_content(path)
+    content = read_torch_dict(path, FORMAT_NAME)
     _check_header(path, content)
 
     configs = _parse_neuron_configs(path, content["neuron_configs"])
@@ -191,7 +208,7 @@ def read_weights(path: str | os.PathLike) -> WeightsFile:
         raise WeightsError(path, f"describes no valid network: {error}") from error
 
     tensors = _check_tensors(path, content["tensors"], network)
-    metadata = _check_metadata(path, content["metadata"])
+    metadata = check_metadata(path, content["metadata"])
     return WeightsFile(tuple(channels), configs, tensors, metadata)
 
 
