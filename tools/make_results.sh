@@ -35,7 +35,7 @@ cat >> docs/results.md <<'NOTES'
   look better here than they would on scenes with a busy background.
   Event-pixel IoU, which also counts predicted pixels without events, separates
   the methods more.
-- The ANN-2D baseline sees one 10 ms count frame per window and is charged one
+- The ANN-2D baseline sees one count frame of each window and is charged one
   dense pass per window; the spiking network runs as one stream, so its state
   carries over from earlier windows.
 NOTES
