@@ -129,3 +129,21 @@ def test_training_writes_loadable_weights(tmp_path):
     assert weights.metadata["epoch"] == 2
     assert weights.metadata["window_bins"] == 10
     assert np.isfinite(read_ann2d_weights(tmp_path / "out" / "weights_best.pt").metadata["validation_iou"])
+
+
+def test_cli_refuses_earlier_run_without_resume_hint(tmp_path, caplog):
+    import yaml
+
+    from spikems_ros.cli import main
+
+    split = {"dir": str(tmp_path / "data"), "sequences": 1, "seconds": 0.06, "width": 48, "height": 32}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(
+        {"train": split, "validation": split, "model": "ann2d", "output_dir": str(tmp_path / "out")}
+    ))
+    (tmp_path / "out").mkdir()
+    save_ann2d_weights(tmp_path / "out" / "weights.pt", Ann2dNetwork())
+
+    assert main(["train", "--config", str(config_path)]) == 2
+    assert "contains an earlier run (weights.pt); pass --force to start over" in caplog.text
+    assert not (tmp_path / "data").exists()

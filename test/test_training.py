@@ -143,3 +143,67 @@ def test_split_from_another_generator_version_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match=f"generator version {GENERATOR_VERSION - 1}.*delete"):
         load_split(config.train, config.window)
+
+
+def write_tiny_config(tmp_path, model="snn"):
+    import yaml
+
+    config = dataclasses.replace(tiny_config(tmp_path), model=model)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(dataclasses.asdict(config)))
+    return path
+
+
+def test_cli_refuses_earlier_run(tmp_path, caplog):
+    from spikems_ros.cli import main
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"epoch": 0}\n')
+
+    assert main(["train", "--config", str(write_tiny_config(tmp_path))]) == 2
+    assert "contains an earlier run (metrics.jsonl); pass --resume to continue it, --force" in caplog.text
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"epoch": 0}\n'
+    assert not (tmp_path / "data").exists()
+
+
+def test_force_deletes_only_run_files(tmp_path):
+    from spikems_ros.training.cli import RUN_FILES, check_output_dir
+
+    for name in (*RUN_FILES, "notes.txt"):
+        (tmp_path / name).write_text("earlier")
+
+    check_output_dir(tmp_path, "snn", resume=False, force=True)
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_resume_keeps_earlier_run(tmp_path):
+    from spikems_ros.training.cli import check_output_dir
+
+    (tmp_path / "checkpoint.pt").write_text("earlier")
+    check_output_dir(tmp_path, "snn", resume=True, force=False)
+    assert (tmp_path / "checkpoint.pt").read_text() == "earlier"
+
+
+def test_cli_checks_start_files_before_data(tmp_path, caplog):
+    from spikems_ros.baselines.ann2d import Ann2dNetwork, save_ann2d_weights
+    from spikems_ros.cli import main
+
+    config_path = str(write_tiny_config(tmp_path))
+    save_ann2d_weights(tmp_path / "ann.pt", Ann2dNetwork())
+
+    assert main(["train", "--config", config_path, "--resume"]) == 2
+    assert f"--resume: no checkpoint at {tmp_path / 'run' / 'checkpoint.pt'}" in caplog.text
+    assert main(["train", "--config", config_path, "--initial-weights", str(tmp_path / "missing.pt")]) == 2
+    assert f"--initial-weights {tmp_path / 'missing.pt'}: file not found" in caplog.text
+    assert main(["train", "--config", config_path, "--initial-weights", str(tmp_path / "ann.pt")]) == 2
+    assert "format is 'spikems-ann2d-weights'" in caplog.text
+    # The data would be generated on first use; none of the rejected runs got that far.
+    assert not (tmp_path / "data").exists()
+
+
+def test_cli_missing_config_named(tmp_path, caplog):
+    from spikems_ros.cli import main
+
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert f"--config {tmp_path / 'missing.yaml'}: file not found" in caplog.text
