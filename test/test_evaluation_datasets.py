@@ -200,3 +200,24 @@ def test_labels_from_nearest_mask():
     masks[0, 1, 2] = 5
     labels = labels_from_masks(events, masks, np.array([0, 40_000]))
     assert labels.tolist() == [True, True, False]
+
+
+def test_unrelated_file_lists_labelled_layouts(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a recording")
+    with pytest.raises(FileFormatError, match="is not a labelled recording; expected one of the layouts evimo-txt"):
+        load_dataset(notes)
+
+
+def test_forced_format_names_detected_layout(tmp_path):
+    folder = write_mod(tmp_path / "mod")
+    with pytest.raises(FileFormatError, match="is a mod recording, not eed"):
+        load_dataset(folder, EED)
+
+
+def test_eed_events_txt_logs_guessed_size(tmp_path, caplog):
+    (recording,) = load_dataset(write_eed(tmp_path / "eed"))
+
+    # Events reach x = 7, y = 5, so the smallest known sensor, 240x180, is taken.
+    assert (recording.width, recording.height) == (240, 180)
+    assert "gives no sensor size, so 240x180 is used" in caplog.text

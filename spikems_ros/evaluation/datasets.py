@@ -150,6 +150,8 @@ def load_eed(path) -> LabelledRecording:
     if (path / "events.txt").is_file():
         events = read_events_txt(path / "events.txt")
         width, height = guess_resolution(events)
+        LOG.warning("%s: events.txt gives no sensor size, so %dx%d is used, the smallest known sensor that "
+                    "contains every event; the ANN energy in the report scales with this size", path, width, height)
     else:
         bags = sorted(path.glob("*.bag"))
         if len(bags) != 1:
@@ -219,7 +221,13 @@ def detect_dataset_format(path) -> str:
         return EED
     if path.is_dir() and (path / "masks").is_dir() and (path / "events.txt").is_file():
         return MOD
-    format_name = detect_format(path)
+    try:
+        format_name = detect_format(path)
+    except FileFormatError:
+        # The reader's message lists every event file format, most of which carry no labels.
+        raise FileFormatError(
+            path, f"is not a labelled recording; expected one of the layouts {', '.join(DATASET_FORMATS)}"
+        ) from None
     if format_name not in (EVIMO_TXT, EVIMO_NPZ, EVIMO2_NPY):
         raise FileFormatError(
             path, f"{format_name} recordings carry no ground truth; expected one of {', '.join(DATASET_FORMATS)}"
@@ -286,6 +294,9 @@ def load_dataset(path, format_name: str | None = None, *, allow_pickle: bool = F
             continue
         recordings.append(load_recording(child, child_format, allow_pickle=allow_pickle))
     if not recordings:
+        if detected is not None:
+            raise FileFormatError(path, f"is a {detected} recording, not {format_name}; leave out --format or "
+                                  f"pass --format {detected}")
         raise FileFormatError(
             path, f"contains no labelled recording; expected one of the layouts {', '.join(DATASET_FORMATS)}"
         )
