@@ -143,3 +143,55 @@ def test_summary_of_nothing_is_nan():
     summary = summarize([], "snn")
     assert summary["windows"] == 0
     assert math.isnan(summary["detection_rate_mean"])
+
+
+def test_report_header_reproduces_command(report):
+    folder, _ = report
+    command = (folder / "results.md").read_text().splitlines()[2]
+    assert "--synthetic --seed 5 --sequences 2 --seconds 0.08 --width 48 --height 32" in command
+    assert "--warmup-ms 10" in command
+    assert "--baseline " in command
+
+
+@pytest.mark.parametrize("option", ["--weights", "--baseline"])
+def test_missing_weights_file_named(weights, tmp_path, caplog, option):
+    files = {"--weights": str(weights / "snn.pt"), "--baseline": str(weights / "ann.pt")}
+    files[option] = str(tmp_path / "missing.pt")
+    argv = ["eval", "--weights", files["--weights"], *SMALL_SCENE, "--baseline", files["--baseline"]]
+    assert main(argv) == 2
+    assert f"{option} {tmp_path / 'missing.pt'}: file not found" in caplog.text
+
+
+def test_ann_weights_as_weights_rejected(weights, caplog):
+    argv = ["eval", "--weights", str(weights / "ann.pt"), *SMALL_SCENE]
+    assert main(argv) == 2
+    assert "is an ANN-2D weights file: pass it as --baseline" in caplog.text
+
+
+def test_scene_options_rejected_with_data(weights, tmp_path, caplog):
+    argv = ["eval", "--weights", str(weights / "snn.pt"), "--data", str(tmp_path), "--width", "64", "--seed", "3"]
+    assert main(argv) == 2
+    assert "--seed, --width apply to --synthetic only" in caplog.text
+
+
+def test_window_without_scores_logged(weights, capsys, caplog):
+    argv = ["eval", "--weights", str(weights / "snn.pt"), *SMALL_SCENE, "--windows", "5,500", "--json"]
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)["windows"]
+    assert [row["windows"] > 0 for row in rows] == [True, False]
+    assert "no 500 ms window had ground truth" in caplog.text
+
+
+def test_masks_without_foreground_rejected(weights, tmp_path, caplog):
+    # Object ids stored as 1 instead of 1 x 1000 round to id 0: no event is foreground.
+    masks = np.zeros((2, 32, 48), np.uint16)
+    masks[:, 10:20, 10:20] = 1
+    times_s = np.linspace(0.0, 0.1, 200)
+    events = np.stack([times_s, np.full(200, 12.0), np.full(200, 12.0), np.zeros(200)], axis=1)
+    path = tmp_path / "ids_not_scaled.npz"
+    np.savez(path, events=events.astype(np.float32), mask=masks, discretization=np.float64(0.05))
+
+    argv = ["eval", "--weights", str(weights / "snn.pt"), "--data", str(path), "--windows", "10"]
+    assert main(argv) == 2
+    assert "no event of ids_not_scaled.npz is foreground in the ground truth" in caplog.text
+    assert "object id x 1000" in caplog.text

@@ -7,6 +7,11 @@ import math
 LOG = logging.getLogger(__name__)
 
 DEFAULT_WINDOWS_MS = "1,2,3,5,10,15,20,25"
+DEFAULT_WARMUP_MS = 30.0
+DEFAULT_SHORT_WINDOW_MS = 3
+
+# Scene options of --synthetic. With --data, the files fix these values instead.
+SYNTHETIC_DEFAULTS = {"seed": 9001, "sequences": 4, "seconds": 1.0, "width": 346, "height": 260}
 
 
 def register(subparsers) -> None:
@@ -35,11 +40,20 @@ def register(subparsers) -> None:
         help="read the pickled 'meta' of EV-IMO npz and EVIMO2 files for exact mask times; "
         "unpickling can run code, so use it for trusted files only",
     )
-    parser.add_argument("--seed", type=int, default=9001, help="generator seed for --synthetic (default: 9001)")
-    parser.add_argument("--sequences", type=int, default=4, help="sequences to generate for --synthetic (default: 4)")
-    parser.add_argument("--seconds", type=float, default=1.0, help="length of each generated sequence in seconds")
-    parser.add_argument("--width", type=int, default=346, help="generated sensor width in pixels")
-    parser.add_argument("--height", type=int, default=260, help="generated sensor height in pixels")
+    # The scene options default to None so that one given with --data can be rejected.
+    for option, kind, meaning in (
+        ("seed", int, "generator seed"),
+        ("sequences", int, "number of generated sequences"),
+        ("seconds", float, "length of each generated sequence in seconds"),
+        ("width", int, "generated sensor width in pixels"),
+        ("height", int, "generated sensor height in pixels"),
+    ):
+        parser.add_argument(
+            f"--{option}",
+            type=kind,
+            default=None,
+            help=f"{meaning}, with --synthetic only (default: {SYNTHETIC_DEFAULTS[option]:g})",
+        )
     parser.add_argument(
         "--windows", default=DEFAULT_WINDOWS_MS, help=f"window lengths in ms, comma-separated (default: {DEFAULT_WINDOWS_MS})"
     )
@@ -50,7 +64,10 @@ def register(subparsers) -> None:
         help="bins between input and the output read for it (default: from the weights file, else 6)",
     )
     parser.add_argument(
-        "--warmup-ms", type=float, default=30.0, help="skip windows this soon after the first event, in ms (default: 30)"
+        "--warmup-ms",
+        type=float,
+        default=DEFAULT_WARMUP_MS,
+        help=f"skip windows this soon after the first event, in ms (default: {DEFAULT_WARMUP_MS:g})",
     )
     parser.add_argument(
         "--baseline", default=None, help="ANN-2D weights file (spikems-ann2d-weights) scored on the same windows"
@@ -58,8 +75,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--short-window-ms",
         type=int,
-        default=3,
-        help="short window whose Kalman-filtered accuracy is compared with the training window's (default: 3)",
+        default=DEFAULT_SHORT_WINDOW_MS,
+        help="short window whose Kalman-filtered accuracy is compared with the training window's "
+        f"(default: {DEFAULT_SHORT_WINDOW_MS})",
     )
     parser.add_argument("--report", default=None, help="folder for report.json, results.md and PNG plots")
     parser.add_argument("--force", action="store_true", help="write into a --report folder that is not empty")
@@ -79,12 +97,37 @@ def parse_windows(text: str) -> list:
     return sorted(set(windows))
 
 
+def with_synthetic_defaults(args):
+    """Return a copy of ``args`` with the unset scene options of --synthetic at their defaults.
+
+    Raises ValueError when a scene option is given with --data, where the files
+    fix the resolution and length. With --data the scene options stay None.
+    """
+    import argparse
+
+    given_options = [f"--{name}" for name in SYNTHETIC_DEFAULTS if getattr(args, name, None) is not None]
+    if not args.synthetic:
+        if given_options:
+            raise ValueError(
+                f"{', '.join(given_options)} apply to --synthetic only; with --data the files give the resolution and length"
+            )
+        return args
+    values = vars(args).copy()
+    for name, default in SYNTHETIC_DEFAULTS.items():
+        if values.get(name) is None:
+            values[name] = default
+    return argparse.Namespace(**values)
+
+
 def check_arguments(args) -> None:
     """Reject option values the evaluation cannot use, naming the option and the accepted range."""
     from pathlib import Path
 
     import torch
 
+    for option, value in (("--weights", args.weights), ("--baseline", args.baseline)):
+        if value is not None and not Path(value).exists():
+            raise FileNotFoundError(f"{option} {value}: file not found")
     if args.synthetic and args.sequences < 1:
         raise ValueError(f"--sequences {args.sequences} is invalid: expected an integer >= 1")
     if args.synthetic and not args.seconds > 0:
@@ -139,16 +182,50 @@ def load_recordings(args) -> list:
     return recordings
 
 
+def check_ground_truth(recordings: list) -> None:
+    """Warn about recordings with no foreground event; raise ValueError when no recording has ground truth."""
+    empty = [recording.name for recording in recordings
+             if recording.boxes is None and not recording.foreground.any()]
+    if not empty:
+        return
+    hint = ("a mask marks a moving object with a nonzero value, and EV-IMO and EVIMO2 masks store "
+            "object id x 1000, so values below 500 read as background")
+    if len(empty) == len(recordings):
+        raise ValueError(f"no event of {', '.join(empty)} is foreground in the ground truth, so nothing can be "
+                         f"scored; check the masks: {hint}")
+    LOG.warning("%s: no event is foreground in the ground truth, so no window of it is scored; "
+                "check the masks: %s", ", ".join(empty), hint)
+
+
+def read_spiking_weights(path):
+    """Read a spiking-network weights file, telling the user when it is an ANN-2D file meant for --baseline."""
+    from spikems_ros.baselines.ann2d import Ann2dWeightsError, read_ann2d_weights
+    from spikems_ros.snn.weights import WeightsError, read_weights
+
+    try:
+        return read_weights(path)
+    except WeightsError as error:
+        try:
+            read_ann2d_weights(path)
+        except Ann2dWeightsError:
+            raise error from None
+        raise ValueError(
+            f"--weights {path} is an ANN-2D weights file: pass it as --baseline, and a spiking-network "
+            "(spikems-weights) file as --weights"
+        ) from error
+
+
 def evaluate(args) -> dict:
     """Run the evaluation and return the report as a dict (see ``evaluation.report`` for its layout)."""
     from spikems_ros.evaluation.report import build_report
     from spikems_ros.evaluation.runner import WindowSettings, run_network, score_recording
     from spikems_ros.segmentation import StreamSegmenter
-    from spikems_ros.snn.weights import load_network, read_weights
+    from spikems_ros.snn.weights import load_network
 
     windows_ms = parse_windows(args.windows)
+    args = with_synthetic_defaults(args)
     check_arguments(args)
-    metadata = read_weights(args.weights).metadata
+    metadata = read_spiking_weights(args.weights).metadata
     network = load_network(args.weights, device=args.device)
     ann = None
     if args.baseline is not None:
@@ -162,6 +239,7 @@ def evaluate(args) -> dict:
     trained_window_ms = int(metadata.get("window_bins", 10)) * bin_us // 1000
 
     recordings = load_recordings(args)
+    check_ground_truth(recordings)
     results = []  # (recording name, window_ms, scores of its windows)
     ann_macs_per_layer = None
     layer_names = None
@@ -192,6 +270,12 @@ def evaluate(args) -> dict:
             f"no window of {args.windows} ms had ground truth after the {args.warmup_ms} ms warm-up; "
             "use shorter windows or longer sequences"
         )
+    for window_ms in windows_ms:
+        if not any(scores for _, length_ms, scores in results if length_ms == window_ms):
+            LOG.warning(
+                "no %d ms window had ground truth after the %g ms warm-up, so that row is empty; "
+                "the recordings may be too short for it", window_ms, args.warmup_ms,
+            )
     return build_report(
         results,
         windows_ms=windows_ms,
@@ -213,6 +297,7 @@ def evaluate(args) -> dict:
 def run(args) -> int:
     from spikems_ros.evaluation.report import format_text, write_report
 
+    args = with_synthetic_defaults(args)
     report = evaluate(args)
     if args.report is not None:
         write_report(json_safe(report), args.report, command=_command_line(args))
@@ -225,16 +310,33 @@ def run(args) -> int:
 
 
 def _command_line(args) -> str:
-    """Rebuild the command that produced the report, for the report's header."""
+    """Rebuild the command that produced the report, for the report's header.
+
+    Options at their defaults are left out, every other option that changes the
+    scores is written, so the command reproduces the report.
+    """
     parts = ["spikems eval", f"--weights {args.weights}"]
     if args.synthetic:
         parts.append(f"--synthetic --seed {args.seed} --sequences {args.sequences}")
-        if args.seconds != 1.0:
-            parts.append(f"--seconds {args.seconds:g}")
+        for name in ("seconds", "width", "height"):
+            if getattr(args, name) != SYNTHETIC_DEFAULTS[name]:
+                parts.append(f"--{name} {getattr(args, name):g}")
     else:
         parts.append(f"--data {args.data}")
+        if args.format:
+            parts.append(f"--format {args.format}")
+        if args.allow_pickle:
+            parts.append("--allow-pickle")
     parts.append(f"--windows {args.windows}")
+    if args.output_delay_bins is not None:
+        parts.append(f"--output-delay-bins {args.output_delay_bins}")
+    if args.warmup_ms != DEFAULT_WARMUP_MS:
+        parts.append(f"--warmup-ms {args.warmup_ms:g}")
+    if args.short_window_ms != DEFAULT_SHORT_WINDOW_MS:
+        parts.append(f"--short-window-ms {args.short_window_ms}")
     if args.baseline:
         parts.append(f"--baseline {args.baseline}")
+    if args.device != "cpu":
+        parts.append(f"--device {args.device}")
     parts.append(f"--report {args.report}")
     return " ".join(parts)
