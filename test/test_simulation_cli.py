@@ -77,3 +77,11 @@ def test_invalid_render_rate_fails(tmp_path):
 
 def test_zero_sequences_fails(tmp_path):
     assert _simulate(tmp_path / "data", "--sequences", "0") == 2
+
+
+def test_invalid_value_names_option(tmp_path, caplog):
+    assert _simulate(tmp_path / "data", "--seconds", "0") == 2
+    assert "--seconds: duration_s = 0.0 is invalid" in caplog.text
+
+    assert _simulate(tmp_path / "data", "--objects-min", "3", "--objects-max", "1") == 2
+    assert "--objects-max: objects_max = 1 is out of range; expected 3 to" in caplog.text

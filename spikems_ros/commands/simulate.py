@@ -68,8 +68,34 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+# SceneConfig errors name the field, but the user typed the option, so messages name both.
+OPTION_OF_FIELD = {
+    "width": "--width",
+    "height": "--height",
+    "duration_s": "--seconds",
+    "seed": "--seed",
+    "render_rate_hz": "--render-rate-hz",
+    "objects_min": "--objects-min",
+    "objects_max": "--objects-max",
+    "contrast_threshold": "--contrast-threshold",
+    "threshold_sigma": "--threshold-sigma",
+    "refractory_us": "--refractory-us",
+    "noise_rate_hz": "--noise-rate-hz",
+}
+
+
 def config_from_arguments(args: argparse.Namespace) -> SceneConfig:
-    """Map command-line options onto SceneConfig; raises ValueError for invalid values."""
+    """Map command-line options onto SceneConfig, raising ValueError or TypeError that names an invalid option."""
+    try:
+        return _scene_config(args)
+    except (ValueError, TypeError) as error:
+        field = str(error).split(" ", 1)[0]
+        if field not in OPTION_OF_FIELD:
+            raise
+        raise type(error)(f"{OPTION_OF_FIELD[field]}: {error}") from None
+
+
+def _scene_config(args: argparse.Namespace) -> SceneConfig:
     return SceneConfig(
         width=args.width,
         height=args.height,
