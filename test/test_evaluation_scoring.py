@@ -1,4 +1,4 @@
-"""Scoring one window: IoUs and detection on hand-made predictions with known results."""
+"""Scoring: IoUs and detection of one window on hand-made predictions, and which windows of a recording count."""
 
 import math
 
@@ -56,3 +56,32 @@ def test_boxes_only_ground_truth():
     assert math.isnan(scores["event_pixel_iou"])
     assert math.isnan(scores["per_event_iou"])
     assert scores["detected"] == 1.0  # box IoU 0.75, all of it inside
+
+
+def test_windows_past_last_output_skipped():
+    import torch
+
+    from spikems_ros.evaluation.datasets import LabelledRecording
+    from spikems_ros.evaluation.runner import WindowSettings, run_network, score_recording
+    from spikems_ros.segmentation import StreamSegmenter
+    from spikems_ros.snn.network import SpikeMSNetwork
+
+    # One foreground event every 100 us from 0 to 80 ms, so every window has ground truth.
+    count = 800
+    rng = np.random.default_rng(0)
+    events = make_events(rng.integers(0, 48, count), rng.integers(0, 32, count), np.arange(count) * 100,
+                         np.ones(count))
+    recording = LabelledRecording("uniform", events, np.ones(count, bool), 48, 32)
+    torch.manual_seed(0)
+    segmenter = StreamSegmenter(SpikeMSNetwork(), 48, 32)
+    outputs, accepted, index = run_network(segmenter, recording, 1000)
+
+    starts_ms = {}
+    for window_bins in (1, 10):
+        settings = WindowSettings(bin_us=1000, window_bins=window_bins, output_delay_bins=6, warmup_us=0)
+        scores = score_recording(outputs, accepted, index, recording, settings, len(segmenter.layer_names))
+        starts_ms[window_bins] = [score["start_us"] // 1000 for score in scores]
+
+    # Output bins end at 80 ms, so a window is scored only when it ends by 80 - 6 = 74 ms.
+    assert starts_ms[1] == list(range(0, 74))
+    assert starts_ms[10] == list(range(0, 70, 10))

@@ -267,14 +267,14 @@ def evaluate(args) -> dict:
 
     if not any(scores for _, _, scores in results):
         raise ValueError(
-            f"no window of {args.windows} ms had ground truth after the {args.warmup_ms} ms warm-up; "
-            "use shorter windows or longer sequences"
+            f"no window of {args.windows} ms had ground truth between the {args.warmup_ms:g} ms warm-up and the "
+            f"last {delay_bins} bins of output delay; use shorter windows, a shorter delay or longer sequences"
         )
     for window_ms in windows_ms:
         if not any(scores for _, length_ms, scores in results if length_ms == window_ms):
             LOG.warning(
-                "no %d ms window had ground truth after the %g ms warm-up, so that row is empty; "
-                "the recordings may be too short for it", window_ms, args.warmup_ms,
+                "no %d ms window had ground truth between the %g ms warm-up and the last %d bins of output delay, "
+                "so that row is empty; the recordings may be too short for it", window_ms, args.warmup_ms, delay_bins,
             )
     return build_report(
         results,

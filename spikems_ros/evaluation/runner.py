@@ -139,6 +139,7 @@ def score_recording(outputs: list, events: np.ndarray, event_index: np.ndarray, 
     Windows starting before ``settings.warmup_us`` after the first event are
     skipped, and so are windows without ground truth: no foreground event (mask
     or synthetic labels) or no labelled box inside the window (boxes only).
+    Windows whose delayed output bins lie past the recording's end are skipped too.
     ``ann`` is an Ann2dNetwork scored on the same windows, or None.
     """
     from spikems_ros.pipeline import BoxTracker, PipelineConfig, find_boxes
@@ -150,7 +151,10 @@ def score_recording(outputs: list, events: np.ndarray, event_index: np.ndarray, 
     classifier.add_events(events)
     for output in outputs:
         classifier.add_output(output)
-    windows = classifier.pop_windows(flush=True)
+    # Without flush, only windows whose delayed output bins were all computed come back. The last
+    # windows of a recording, whose output would come after its last event, are left out as the
+    # node leaves them unpublished, instead of being scored against missing output.
+    windows = classifier.pop_windows(flush=False)
 
     # The tracker runs over every window, scored or not, so its motion model stays continuous.
     box_config = PipelineConfig(window_bins=settings.window_bins, bin_width_us=settings.bin_us)
