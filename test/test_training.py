@@ -148,7 +148,7 @@ def test_split_from_another_generator_version_is_refused(tmp_path):
 def write_tiny_config(tmp_path, model="snn"):
     import yaml
 
-    config = dataclasses.replace(tiny_config(tmp_path), model=model)
+    config = dataclasses.replace(tiny_config(tmp_path, samples=8), model=model)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(dataclasses.asdict(config)))
     return path
@@ -207,3 +207,15 @@ def test_cli_missing_config_named(tmp_path, caplog):
 
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert f"--config {tmp_path / 'missing.yaml'}: file not found" in caplog.text
+
+
+@pytest.mark.slow
+def test_cli_resume_of_finished_run_rejected(tmp_path, caplog):
+    from spikems_ros.cli import main
+
+    config_path = str(write_tiny_config(tmp_path))
+    assert main(["train", "--config", config_path, "--epochs", "1"]) == 0
+
+    assert main(["train", "--config", config_path, "--epochs", "1", "--resume"]) == 2
+    assert "has completed 1 epochs and the configuration sets 1, so nothing is left to train" in caplog.text
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1

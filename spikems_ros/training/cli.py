@@ -60,10 +60,22 @@ def check_output_dir(output_dir: Path, model: str, resume: bool, force: bool) ->
     LOG.info("deleted %s of the earlier run in %s (--force)", ", ".join(earlier_files), output_dir)
 
 
-def check_start_files(args, output_dir: Path) -> None:
+def check_start_files(args, output_dir: Path, epochs: int) -> None:
     """Check the checkpoint and initial weights before the data is loaded, which can take minutes."""
-    if args.resume and not (output_dir / "checkpoint.pt").is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {output_dir / 'checkpoint.pt'}")
+    if args.resume:
+        checkpoint_path = output_dir / "checkpoint.pt"
+        if not checkpoint_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+
+        # The training loop validates checkpoints the same way when it resumes.
+        from spikems_ros.training.loop import _load_checkpoint
+
+        epochs_done = int(_load_checkpoint(checkpoint_path)["epoch"]) + 1
+        if epochs_done >= epochs:
+            raise ValueError(
+                f"--resume: {checkpoint_path} has completed {epochs_done} epochs and the configuration sets "
+                f"{epochs}, so nothing is left to train; pass --epochs with a number above {epochs_done}"
+            )
     if args.initial_weights:
         from spikems_ros.snn.weights import read_weights
 
@@ -90,7 +102,7 @@ def run_training(args) -> int:
     if config.model == "ann2d" and (args.resume or args.initial_weights):
         raise ValueError("--resume and --initial-weights apply to the snn model only, not to ann2d")
     output_dir = Path(config.output_dir)
-    check_start_files(args, output_dir)
+    check_start_files(args, output_dir, config.optim.epochs)
     check_output_dir(output_dir, config.model, args.resume, args.force)
 
     if config.model == "ann2d":
