@@ -219,3 +219,12 @@ def test_cli_resume_of_finished_run_rejected(tmp_path, caplog):
     assert main(["train", "--config", config_path, "--epochs", "1", "--resume"]) == 2
     assert "has completed 1 epochs and the configuration sets 1, so nothing is left to train" in caplog.text
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_split_with_another_seed_is_refused(tmp_path):
+    config = tiny_config(tmp_path)
+    load_split(config.train, config.window)
+    other_seed = dataclasses.replace(config.train, seed=config.train.seed + 1)
+
+    with pytest.raises(ValueError, match="seed = 5.*seed = 6"):
+        load_split(other_seed, config.window)

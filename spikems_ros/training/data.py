@@ -78,6 +78,14 @@ def load_split(split: DataSplitConfig, window: WindowConfig) -> list:
                 f"{path} was written by generator version {version!r}, but this generator is version "
                 f"{GENERATOR_VERSION}; delete {folder} to regenerate it, or point the split's dir elsewhere"
             )
+        # The same holds for a folder generated with another seed or sensor size.
+        for key in ("seed", "width", "height"):
+            stored, configured = sequence.meta.get(key), getattr(split, key)
+            if stored != configured:
+                raise ValueError(
+                    f"{path} was generated with {key} = {stored!r}, but the configuration asks for "
+                    f"{key} = {configured!r}; delete {folder} to regenerate it, or point the split's dir elsewhere"
+                )
         streams.append(
             LabelledStream(
                 events=sequence.events,
