@@ -218,7 +218,8 @@ def train(config: TrainConfig, device_name: str = "cpu", resume: bool = False, i
         optimizer.load_state_dict(state["optimizer_state"])
         first_epoch = int(state["epoch"]) + 1
         history = list(state["history"])
-        LOG.info("resumed from %s after epoch %d", checkpoint_path, first_epoch - 1)
+        # Epochs count from 0 in the checkpoint and from 1 in the log, as in the epoch lines.
+        LOG.info("resumed from %s after epoch %d", checkpoint_path, first_epoch)
 
     if not resume and not initial_weights and config.optim.initial_spike_rates:
         # Every rank draws the same calibration batch, so all start from the same weights.
