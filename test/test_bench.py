@@ -51,6 +51,11 @@ def test_bench_stream_rejects_bad_rates():
     assert main(["bench", "stream", "--rates", "fast", "--seconds", "0.01"]) == 2
 
 
+def test_bench_decode_rejects_zero_repeats(tmp_path, caplog):
+    assert main(["bench", "decode", str(tmp_path / "missing.raw"), "--repeats", "0"]) == 2
+    assert "--repeats 0 is invalid" in caplog.text
+
+
 def test_bench_decode_counts_match(capsys):
     path = real_file("evt3_sample.raw")
 

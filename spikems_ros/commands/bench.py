@@ -92,6 +92,8 @@ def run_node(args) -> int:
 def run_decode(args) -> int:
     from spikems_ros.benchmarks.decode import format_decode_report, run_decode_bench
 
+    if args.repeats < 1:
+        raise ValueError(f"--repeats {args.repeats} is invalid: expected an integer >= 1")
     report = run_decode_bench(Path(args.path), repeats=args.repeats)
     print(json.dumps(report) if args.json else format_decode_report(report))
     return 0
