@@ -42,8 +42,9 @@ def run_node_bench(rate_ev_s: float = 1e6, seconds: float = 3.0, width: int = 34
     from event_camera_msgs.msg import EventPacket
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    from spikems_ros.events.packet import PacketDecoder, encode_packet_payload, stamp_to_ns
+    from spikems_ros.events.packet import PacketDecoder, stamp_to_ns
     from spikems_ros.outputs import NODE_NAME
+    from spikems_ros.ros.demo import evt3_packet_message, wait_for_subscriber
 
     events = scene_stream(width, height, rate_ev_s, seconds)
     packet_starts_us = np.arange(0, round(seconds * 1e6), PACKET_US)
@@ -87,10 +88,7 @@ def run_node_bench(rate_ev_s: float = 1e6, seconds: float = 3.0, width: int = 34
     publisher = client.create_publisher(EventPacket, EVENTS_TOPIC, reliable)
     try:
         deadline = time.monotonic() + timeout_s
-        while publisher.get_subscription_count() == 0:
-            if node.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"segmenter node did not start (exit code {node.poll()})")
-            rclpy.spin_once(client, timeout_sec=0.1)
+        wait_for_subscriber(client, publisher, node, deadline)
 
         previous_time_us = None
         started_s = time.perf_counter()
@@ -98,15 +96,7 @@ def run_node_bench(rate_ev_s: float = 1e6, seconds: float = 3.0, width: int = 34
             # Real time: packet k leaves at k ms after the start; spin while waiting.
             while time.perf_counter() < started_s + index * PACKET_US / 1e6:
                 rclpy.spin_once(client, timeout_sec=0.0)
-            payload, time_base_ns = encode_packet_payload("evt3", chunk, previous_time_us=previous_time_us)
-            stamp_us = int(chunk["t"][0]) if chunk.shape[0] else int(packet_starts_us[index])
-            message = EventPacket()
-            message.header.stamp.sec, message.header.stamp.nanosec = divmod(stamp_us * 1000, 1_000_000_000)
-            message.height, message.width = height, width
-            message.seq = index
-            message.time_base = time_base_ns
-            message.encoding = "evt3"
-            message.events = payload
+            message = evt3_packet_message(chunk, packet_starts_us[index], index, width, height, previous_time_us)
             published_s[index] = time.perf_counter()
             publisher.publish(message)
             if chunk.shape[0]:

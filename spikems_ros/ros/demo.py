@@ -38,6 +38,34 @@ def _packets(events: np.ndarray, start_us: int, end_us: int) -> list:
     return [(int(boundaries[index]), chunk) for index, chunk in enumerate(np.split(events, splits))]
 
 
+def evt3_packet_message(chunk: np.ndarray, packet_start_us: int, sequence_number: int, width: int, height: int,
+                        previous_time_us, frame_id: str = "") -> EventPacket:
+    """Encode one packet's events as an evt3 EventPacket stamped with its first event time.
+
+    ``previous_time_us`` is the last event time of the packet before (None for the
+    first), which the evt3 encoder needs to carry its time words across packets.
+    """
+    payload, time_base_ns = encode_packet_payload("evt3", chunk, previous_time_us=previous_time_us)
+    stamp_us = int(chunk["t"][0]) if chunk.shape[0] else int(packet_start_us)
+    message = EventPacket()
+    message.header.stamp.sec, message.header.stamp.nanosec = divmod(stamp_us * 1000, 1_000_000_000)
+    message.header.frame_id = frame_id
+    message.height, message.width = height, width
+    message.seq = sequence_number
+    message.time_base = time_base_ns
+    message.encoding = "evt3"
+    message.events = payload
+    return message
+
+
+def wait_for_subscriber(client, publisher, node_process: subprocess.Popen, deadline_monotonic: float) -> None:
+    """Spin ``client`` until the node process subscribes to ``publisher``; raise RuntimeError if it never does."""
+    while publisher.get_subscription_count() == 0:
+        if node_process.poll() is not None or time.monotonic() > deadline_monotonic:
+            raise RuntimeError(f"segmenter node did not start (exit code {node_process.poll()})")
+        rclpy.spin_once(client, timeout_sec=0.1)
+
+
 def _diagnostic_values(message) -> dict:
     for status in message.status:
         if status.name.startswith(NODE_NAME):
@@ -132,23 +160,13 @@ def run_demo(output_dir: Path, *, weights: str = "", seconds: float = 0.5, seed:
 
     try:
         deadline = time.monotonic() + timeout_s
-        while publisher.get_subscription_count() == 0:
-            if node.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"segmenter node did not start (exit code {node.poll()})")
-            rclpy.spin_once(client, timeout_sec=0.1)
+        wait_for_subscriber(client, publisher, node, deadline)
 
         previous_time_us = None
         for sequence_number, (packet_start_us, chunk) in enumerate(packets):
-            payload, time_base_ns = encode_packet_payload("evt3", chunk, previous_time_us=previous_time_us)
-            stamp_us = int(chunk["t"][0]) if chunk.shape[0] else packet_start_us
-            message = EventPacket()
-            message.header.stamp.sec, message.header.stamp.nanosec = divmod(stamp_us * 1000, 1_000_000_000)
-            message.header.frame_id = "demo_camera"
-            message.height, message.width = height, width
-            message.seq = sequence_number
-            message.time_base = time_base_ns
-            message.encoding = "evt3"
-            message.events = payload
+            message = evt3_packet_message(
+                chunk, packet_start_us, sequence_number, width, height, previous_time_us, frame_id="demo_camera"
+            )
             publisher.publish(message)
             if chunk.shape[0]:
                 previous_time_us = int(chunk["t"][-1])
