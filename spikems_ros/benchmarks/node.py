@@ -44,7 +44,7 @@ def run_node_bench(rate_ev_s: float = 1e6, seconds: float = 3.0, width: int = 34
 
     from spikems_ros.events.packet import PacketDecoder, stamp_to_ns
     from spikems_ros.outputs import NODE_NAME
-    from spikems_ros.ros.demo import evt3_packet_message, wait_for_subscriber
+    from spikems_ros.ros.demo import evt3_packet_message, stop_node_process, wait_for_subscriber
 
     events = scene_stream(width, height, rate_ev_s, seconds)
     packet_starts_us = np.arange(0, round(seconds * 1e6), PACKET_US)
@@ -110,11 +110,7 @@ def run_node_bench(rate_ev_s: float = 1e6, seconds: float = 3.0, width: int = 34
     finally:
         client.destroy_node()
         rclpy.shutdown()
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop_node_process(node)
 
     scored = ~np.isnan(returned_s)
     scored[: int(WARMUP_S * 1e6 / PACKET_US)] = False

@@ -66,6 +66,15 @@ def wait_for_subscriber(client, publisher, node_process: subprocess.Popen, deadl
         rclpy.spin_once(client, timeout_sec=0.1)
 
 
+def stop_node_process(node_process: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """Terminate the node process, and kill it if it has not exited after ``timeout_s``."""
+    node_process.terminate()
+    try:
+        node_process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        node_process.kill()
+
+
 def _diagnostic_values(message) -> dict:
     for status in message.status:
         if status.name.startswith(NODE_NAME):
@@ -190,11 +199,7 @@ def run_demo(output_dir: Path, *, weights: str = "", seconds: float = 0.5, seed:
     finally:
         client.destroy_node()
         rclpy.shutdown()
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop_node_process(node)
 
     foreground = np.concatenate(received_chunks) if received_chunks else events[:0]
     base_us = int(events["t"][0]) if events.shape[0] else 0
