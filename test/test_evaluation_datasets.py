@@ -16,7 +16,7 @@ from spikems_ros.evaluation.datasets import (
 from spikems_ros.events.dtype import make_events
 from spikems_ros.events.errors import FileFormatError
 
-png = pytest.importorskip("png")
+png = pytest.importorskip("png", reason="pypng (requirements/core.txt) writes the MOD mask PNGs")
 
 WIDTH, HEIGHT = 8, 6
 

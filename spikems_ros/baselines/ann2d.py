@@ -11,12 +11,12 @@ stride-2 transposed convolutions (64 -> 32 -> 16 -> 2) whose output padding is
 chosen per input size so the output lands back on the input grid (odd sizes
 included). Batch norm and ReLU follow every layer but the last.
 
-A weights file is ``torch.save`` of one dict of tensors and plain values:
-``format`` "spikems-ann2d-weights", ``format_version`` 1, ``architecture``
-"ann2d-6layer", ``channels`` (2, 16, 32, 64, 32, 16, 2), ``tensors`` (the
-state dict, batch-norm statistics included) and ``metadata`` (str to str, int
-or float). Files are read only with ``torch.load(weights_only=True)``, so
-loading one never runs code.
+A weights file is ``torch.save`` of one dict of tensors and plain values. Its
+keys: ``format`` "spikems-ann2d-weights", ``format_version`` 1,
+``architecture`` "ann2d-6layer", ``channels`` (2, 16, 32, 64, 32, 16, 2),
+``tensors`` (the state dict, batch-norm statistics included) and ``metadata``
+(str to str, int or float). Files are read only with
+``torch.load(weights_only=True)``, so loading one never runs code.
 """
 
 import dataclasses

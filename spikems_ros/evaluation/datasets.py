@@ -5,7 +5,7 @@ foreground flag per event, or, where a dataset has only boxes (EED), ground-trut
 boxes with their times. Layouts:
 
 - ``evimo-txt``, ``evimo-npz``, ``evimo2-npy``: read by the readers in
-  ``spikems_ros.events.readers.evimo``; an event is foreground when the mask
+  ``spikems_ros.events.readers.evimo``. An event is foreground when the mask
   nearest in time has a nonzero object id at its pixel.
 - ``synthetic``: files of ``spikems simulate`` (``seq_*.npz``), which carry an
   object id per event.

@@ -12,8 +12,8 @@ spikes, compiled with numba:
   input stays at zero and cannot spike (every threshold is > 0), so skipping it is
   exact. No epsilon is used: a state reaches zero only through float32 underflow,
   100 to 400 steps after its last input for time constants of 2 to 4 steps.
-  NOTE: on camera scenes at 1 Mev/s every row then stays active, so the neuron
-  update costs as much as a dense one; the savings come from the synaptic input.
+  NOTE: on camera scenes at 1 Mev/s every row stays active, so the neuron update
+  costs as much as a dense one. The savings come from the synaptic input only.
 * A chunk of bins runs layer by layer, as the window driver does: a layer receives
   the spikes of the same step from the layer below (every kernel is 0 at lag 0),
   so layer l can finish all bins of the chunk before layer l + 1 starts. Each

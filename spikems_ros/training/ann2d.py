@@ -1,8 +1,8 @@
 """Training of the ANN-2D baseline on the same labelled windows as the spiking network.
 
 A sample is the event-count frame (2, h, w) of one window of ``window.window_bins``
-bins, cut at the positions ``draw_sample_specs`` draws for the spiking network;
-its label is 1 per polarity and pixel where a foreground event of that polarity
+bins, cut at the positions ``draw_sample_specs`` draws for the spiking network.
+Its label is 1 per polarity and pixel where a foreground event of that polarity
 fell in the window. The ANN sees the window itself, so it needs neither the
 warm-up bins nor the output delay of the spiking network.
 

@@ -87,8 +87,8 @@ def test_segment_stopped_mid_write(tmp_path, long_raw_file, stop_signal):
         assert staging_entries(tmp_path, "segmented") == []
         assert staging_entries(tmp_path, "frames") == []
         # NOTE: run from pytest, about one run in two ends by the signal (-2) after
-        # the command logged "interrupted" and removed its staging folders; the same
-        # command started from a plain script exits 130 every time. Cause not found.
+        # the command logged "interrupted" and removed its staging folders. Started
+        # from a plain script, the same command exits 130 every time; cause unknown.
         assert exit_code in (130, -signal.SIGINT), output_text
     else:
         assert exit_code == -signal.SIGKILL
