@@ -7,21 +7,25 @@ spikes, compiled with numba:
 * Synaptic input is accumulated event by event: each input spike adds its 3x3
   weight footprint, a vector over the output channels, into the input current of
   the output pixels it reaches. Work is proportional to the synaptic operations.
-* Neurons are updated only in image rows that received input in the pass or hold
-  a nonzero state. A row whose states are all exactly zero and that receives no
-  input stays at zero and cannot spike (every threshold is > 0), so skipping it is
-  exact. No epsilon is used: a state reaches zero only through float32 underflow,
-  100 to 400 steps after its last input for time constants of 2 to 4 steps.
-  NOTE: on camera scenes at 1 Mev/s every row stays active, so the neuron update
-  costs as much as a dense one. The savings come from the synaptic input only.
+* Neurons are stepped only at pixels that receive input in the step or that are
+  awake: a pixel stays awake after an update while some channel's potential could
+  still reach the threshold without further input. Its future potential without
+  input is at most ``gain * (decay * max(y2, 0) + peak * max(y1, 0))`` (the
+  refractory term only lowers it; ``peak`` is the largest k * decay**k over steps
+  k >= 1), so a pixel whose bound lies below the threshold cannot spike until its
+  next input and is left alone. When input reaches it again, its state is first
+  decayed over the skipped steps in closed form, ``y1 <- a**n y1`` and
+  ``y2 <- a**n y2 + n a**n y1``, from tables of float32 powers. On camera scenes at
+  1 Mev/s, 15 to 20 % of the pixels of each layer are stepped per bin.
 * A chunk of bins runs layer by layer, as the window driver does: a layer receives
   the spikes of the same step from the layer below (every kernel is 0 at lag 0),
   so layer l can finish all bins of the chunk before layer l + 1 starts. Each
   pixel's state is then loaded once per chunk instead of once per bin.
-* Rows run in parallel (numba ``prange``) on ``threads`` threads, 1 by default.
-  On a machine whose cores are busy with other work, every parallel region waits
-  for a descheduled thread: 2 threads measured up to 80x slower than 1 on 2 shared
-  cores under a load of 8, so more threads pay only on idle cores.
+* Rows run in parallel (numba ``prange``) on ``threads`` threads, 1 by default,
+  which calls a version compiled without a parallel region. On a machine whose
+  cores are busy with other work, every parallel region waits for a descheduled
+  thread: 2 threads measured up to 80x slower than 1 on 2 shared cores under a
+  load of 8, so more threads pay only on idle cores.
 
 Layout: every state, current and footprint is channel-last, ``(height, width,
 channel)`` and ``(height, width, time, channel)``, so the vector over output
@@ -30,15 +34,27 @@ channels that one spike adds is contiguous and the neuron update vectorises.
 Arithmetic: the neuron recurrence is ``neuron.srm_step`` computed in float32
 operation by operation (constants rounded to float32 as PyTorch rounds a Python
 scalar against a float32 tensor; no fused multiply-add), so identical synaptic
-input gives identical states and spikes. Synaptic input is summed in float32 in a
-fixed order (input spikes sorted by row, column, step, channel), which differs
-from the order inside a PyTorch convolution: with arbitrary float weights the two
-paths can differ in the last bit of an input current and, when a potential lies
-within a few units in the last place of a threshold, in a spike. With weights on
-a coarse binary grid every sum is exact and the paths agree bit for bit. The
-result of this path does not depend on the chunking.
+input gives identical states and spikes. Two things make the result differ from
+the reference path in rare spikes:
+
+* The closed-form decay of a skipped stretch rounds differently from stepping
+  through it, by a few units in the last place. With ``closed_form_decay=False``
+  a pixel is skipped only while all its states are exactly zero, where both agree
+  bit for bit (a state reaches zero through float32 underflow, 100 to 400 steps
+  after its last input for time constants of 2 to 4 steps), at the cost of
+  stepping nearly every pixel in every bin.
+* Synaptic input is summed in float32 in a fixed order (input spikes sorted by
+  row, column, step, channel), which differs from the order inside a PyTorch
+  convolution. With weights on a coarse binary grid every sum is exact.
+
+Either difference changes a spike only when a potential lies within a few units
+in the last place of a threshold: with the shipped weights, the measured share of
+differing output spikes is in ``test/test_fast_inference.py``. The result of this
+path does not depend on the chunking.
 """
 
+import math
+import types
 from typing import NamedTuple
 
 import numba
@@ -49,11 +65,29 @@ from spikems_ros.snn.network import SpikeMSNetwork, layer_output_sizes
 from spikems_ros.snn.neuron import NeuronConfig
 
 # Bins per internal step of the layer-by-layer loop. Larger chunks are split, so
-# the per-layer buffers (height x width x steps x channels) stay bounded. 8 bins
-# already load each pixel's state once per 8 bins.
-MAX_STEPS_PER_PASS = 8
+# the per-layer buffers (height x width x steps x channels) stay bounded. 16 covers
+# the node's 10 ms window in one pass, and a step within a pass fits in STEP_BITS bits.
+STEP_BITS = 4
+STEP_MASK = (1 << STEP_BITS) - 1
+MAX_STEPS_PER_PASS = 1 << STEP_BITS
 
 KERNEL_TAPS = 3  # 3x3 kernels, stride 2, padding 1 (see geometry)
+
+# A pixel is left asleep only when its bound on the future potential lies below the
+# threshold by this fraction: far above the float32 rounding of the bound (a few
+# 1e-7) and of the stepped recurrence over the steps in which a potential can peak.
+SLEEP_MARGIN = 1e-4
+
+# Length cap of the decay power tables; longer gaps apply the last entry repeatedly.
+MAX_DECAY_TABLE_LENGTH = 1 << 15
+
+# Layers with at most this many channels step every pixel of a row with input in one
+# vectorised sweep per step: with few channels per pixel, the fixed cost of stepping a
+# pixel on its own exceeds the sweep's cost for the pixels that need no update.
+DENSE_ROW_CHANNELS = int(__import__("os").environ.get("DENSE", "4"))
+
+# Input spikes per pixel and step are deduplicated with one bit per input channel.
+MAX_INPUT_CHANNELS = 8
 
 
 class FastLayer(NamedTuple):
@@ -61,38 +95,50 @@ class FastLayer(NamedTuple):
 
     transposed: bool
     # Weight vector over output channels for every (input channel, tap row, tap column),
-    # float32 (in_channels, 3, 3, out_channels), contiguous over out_channels.
+    # float32 (in_channels, 3 * 3 * out_channels), contiguous over out_channels.
     footprint: np.ndarray
+    out_channels: int
     # Synapses one input spike at each input pixel drives, int64 (in_height, in_width).
     fan_out: np.ndarray
     output_size: tuple[int, int]
-    # float32 constants of neuron.srm_step: PSP decay and gain, refractory decay and gain, threshold.
+    # float32 constants of neuron.srm_step and of the sleep test (see layer_constants).
     constants: np.ndarray
+    # float32 (4, length): a**n and n * a**n for the PSP decay, then for the refractory decay.
+    decay_tables: np.ndarray
     # True for the SLAYER alpha refractory kernel, False for the first-order form.
     alpha_refractory: bool
+    # Step whole rows (see DENSE_ROW_CHANNELS) instead of pixel by pixel.
+    dense_rows: bool
 
 
 class FastLayerState(NamedTuple):
-    """Neuron state of one layer, float32 (height, width * channel), plus the rows that hold any."""
+    """Neuron state of one layer: filter stages float32 (height, width * channel), per pixel bookkeeping.
+
+    A pixel's filter stages hold its state after step ``updated_step`` (counted by
+    ``FastSpikeMSNetwork.steps_run``); pixels asleep since an earlier step are
+    decayed to the current step when input reaches them.
+    """
 
     psp_y1: np.ndarray
     psp_y2: np.ndarray
     refractory_y1: np.ndarray
     refractory_y2: np.ndarray
-    # 1 where some state in the row is nonzero, uint8 (height,).
-    live_rows: np.ndarray
+    updated_step: np.ndarray  # int64 (height, width)
+    awake: np.ndarray  # uint8 (height, width): 1 while the pixel is stepped without input
+    awake_rows: np.ndarray  # uint8 (height,): 1 where some pixel of the row is awake
 
 
 class SpikeRows(NamedTuple):
-    """Spikes of a pass over ``steps`` bins, row by row, as lists of channels per (pixel, step).
+    """Spikes of a pass, row by row, as sorted codes of bit fields.
 
-    The channels that spiked at pixel (y, x) in step t are
-    ``channels[y, offsets[y, x * steps + t] : offsets[y, x * steps + t + 1]]``, in rising order.
+    Row y holds ``counts[y]`` codes ``(((x << STEP_BITS) | step) << channel_bits) | channel``
+    in rising order: by column, then step, then channel, without repeats. Shifts
+    instead of products keep integer division out of the kernels.
     """
 
-    channels: np.ndarray  # int32 (height, width * steps * num_channels), capacity per row
-    offsets: np.ndarray  # int32 (height, width * steps + 1)
-    steps: int
+    codes: np.ndarray  # int32 (height, width * MAX_STEPS_PER_PASS * num_channels), capacity per row
+    counts: np.ndarray  # int32 (height,)
+    channel_bits: int
 
 
 class FastChunkOutput(NamedTuple):
@@ -110,17 +156,47 @@ class FastChunkOutput(NamedTuple):
 
 
 def layer_constants(config: NeuronConfig) -> np.ndarray:
-    """Return the float32 constants (psp decay, psp gain, refractory decay, refractory gain, threshold)."""
+    """Return the float32 constants the kernels read.
+
+    In order: PSP decay a, PSP gain, refractory decay, refractory gain, threshold,
+    the sleep limit (threshold lowered by ``SLEEP_MARGIN``) and the peak of k * a**k
+    over whole steps k >= 1.
+    """
     # PyTorch multiplies a float32 tensor by a Python float in float32, after rounding
     # the scalar to float32; the comparison with the threshold rounds it the same way.
+    psp_decay = float(np.float32(config.psp_decay))
+    peak_step = max(1, math.floor(-1.0 / math.log(psp_decay)))  # k * a**k peaks at k = 1 / ln(1 / a)
+    peak_ramp = max(step * psp_decay**step for step in (peak_step, peak_step + 1))
     return np.array(
-        [config.psp_decay, config.psp_gain, config.refractory_decay, config.refractory_gain, config.threshold],
+        [config.psp_decay, config.psp_gain, config.refractory_decay, config.refractory_gain, config.threshold,
+         config.threshold * (1.0 - SLEEP_MARGIN), peak_ramp],
         dtype=np.float32,
     )
 
 
+def decay_tables(config: NeuronConfig) -> np.ndarray:
+    """Return float32 (4, length): a**n and n * a**n for n = 0 .. length - 1, PSP then refractory.
+
+    Powers of the float32-rounded decays, so that n steps of the float32 recurrence
+    and one table entry agree to rounding. The tables end where both entries of both
+    filters are zero in float32, or at ``MAX_DECAY_TABLE_LENGTH``.
+    """
+    decays = [float(np.float32(config.psp_decay)), float(np.float32(config.refractory_decay))]
+    # float32 is zero below about 7e-46; a state of up to 1e38 times a**n then rounds to zero.
+    slowest = max(decays)
+    length = MAX_DECAY_TABLE_LENGTH
+    if slowest < 1.0:
+        length = min(length, int(math.ceil(130.0 * math.log(10.0) / -math.log(slowest))) + 2)
+    steps = np.arange(length, dtype=np.float64)
+    rows = []
+    for decay in decays:
+        power = np.exp(steps * math.log(decay))
+        rows += [power, steps * power]
+    return np.array(rows, dtype=np.float32)
+
+
 def unsupported_reason(network: SpikeMSNetwork) -> str | None:
-    """Return why this path cannot run ``network`` exactly, or None when it can."""
+    """Return why this path cannot run ``network``, or None when it can."""
     dtype = network.layers[0].weight.dtype
     if dtype != torch.float32:
         return f"the weights are {dtype}, the fast path computes in float32"
@@ -128,6 +204,8 @@ def unsupported_reason(network: SpikeMSNetwork) -> str | None:
     if delayed:
         # TODO: carry axonal delays (neuron.delay_window) across chunks in the fast path.
         return f"layers {delayed} have axonal delays, which the fast path does not implement"
+    if network.channels[0] > MAX_INPUT_CHANNELS:
+        return f"the network reads {network.channels[0]} input channels, the fast path at most {MAX_INPUT_CHANNELS}"
     return None
 
 
@@ -148,41 +226,132 @@ def _tap_source(output_index, tap, transposed, input_length):
 
 
 @numba.njit(cache=True, nogil=True)
-def _spikes_to_rows(y, x, step, channel, steps, num_channels, rows_channels, rows_offsets):
-    # Write spikes sorted by (y, x, step, channel) into SpikeRows arrays. Duplicates collapse
-    # into one spike, as several events of one pixel and polarity in a bin do.
-    height, width = rows_offsets.shape[0], (rows_offsets.shape[1] - 1) // steps
-    rows_offsets[:] = 0
-    fill = np.zeros(height, np.int64)
-    previous = -1
+def _input_rows(y, x, step, channel, first_step, steps, channel_bits, seen, codes, counts, fan_out,
+                input_spikes, synaptic_ops):
+    # Input spikes with first_step <= step < first_step + steps as SpikeRows (codes, counts), steps
+    # counted from first_step. Repeats of one (pixel, step, channel) collapse into one spike, as
+    # several events of one pixel and polarity in a bin do: ``seen`` (height, width << STEP_BITS),
+    # all zero between calls, holds one bit per channel while the rows are built. Also counts the
+    # spikes and synaptic operations of every step.
+    height = counts.shape[0]
+    counts[:] = 0
     for index in range(y.shape[0]):
-        code = ((y[index] * width + x[index]) * steps + step[index]) * num_channels + channel[index]
-        if code == previous:
+        t = step[index] - first_step
+        if t < 0 or t >= steps:
             continue
-        previous = code
-        row = y[index]
-        rows_channels[row, fill[row]] = channel[index]
-        fill[row] += 1
-        rows_offsets[row, x[index] * steps + step[index] + 1] += 1
+        row, slot = y[index], (x[index] << STEP_BITS) | t
+        bit = np.uint8(1 << channel[index])
+        if seen[row, slot] & bit:
+            continue
+        seen[row, slot] |= bit
+        codes[row, counts[row]] = (slot << channel_bits) | channel[index]
+        counts[row] += 1
+
     for row in range(height):
-        for slot in range(1, rows_offsets.shape[1]):
-            rows_offsets[row, slot] += rows_offsets[row, slot - 1]
+        row_codes = codes[row, : counts[row]]
+        row_codes.sort()
+        for code in row_codes:
+            slot = code >> channel_bits
+            seen[row, slot] = 0
+            t = slot & STEP_MASK
+            input_spikes[t] += 1
+            synaptic_ops[t] += fan_out[row, slot >> STEP_BITS]
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _layer_pass(
-    in_channels, in_offsets, in_height, in_width, steps, footprint, transposed,
-    psp_y1, psp_y2, ref_y1, ref_y2, live_rows, constants, alpha_refractory,
-    out_channels, out_offsets, output_spikes, next_fan_out, next_synaptic_ops,
+@numba.njit(cache=True, nogil=True, inline="always")
+def _decay_skipped(a1, a2, r1, r2, first, count, gap, tables, last_table_entry, alpha_refractory):
+    # Advance neurons first .. first + count - 1 over ``gap`` steps without input or spikes,
+    # in closed form: y1 <- a**n y1, y2 <- a**n y2 + n a**n y1.
+    while gap > 0:
+        n = min(gap, last_table_entry)
+        psp_power, psp_ramp = tables[0, n], tables[1, n]
+        ref_power, ref_ramp = tables[2, n], tables[3, n]
+        for offset in range(count):
+            j = np.uint64(first + offset)
+            a2[j] = psp_power * a2[j] + psp_ramp * a1[j]
+            a1[j] = psp_power * a1[j]
+            if alpha_refractory:
+                r2[j] = ref_power * r2[j] + ref_ramp * r1[j]
+            r1[j] = ref_power * r1[j]
+        gap -= n
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _srm_step_neurons(a1, a2, r1, r2, first, count, current, current_start, fired, constants, alpha_refractory,
+                      closed_form_decay, psp_power, psp_ramp, ref_power, ref_ramp):
+    # neuron.srm_step for neurons first .. first + count - 1, one float32 operation at a time,
+    # with input current[current_start ...]; spike flags to fired[0 .. count - 1]. Free of
+    # branches that depend on the data, so it vectorises.
+    #
+    # The factors psp a**n, psp n a**n, refractory a**n, refractory n a**n first decay the
+    # state over n skipped steps in closed form; (1, 0, 1, 0) leaves it exactly as it is,
+    # since 1 * y == y and y + 0 * z == y for finite z.
+    #
+    # Returns (any neuron fired, some neuron may still fire without further input: see _may_fire).
+    psp_decay, psp_gain = constants[0], constants[1]
+    ref_decay, ref_gain, threshold = constants[2], constants[3], constants[4]
+    sleep_limit, peak_ramp = constants[5], constants[6]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    any_fired = False
+    may_fire = False
+    for offset in range(count):
+        j = np.uint64(first + offset)
+        old_a1 = psp_power * a1[j]
+        old_a2 = psp_power * a2[j] + psp_ramp * a1[j]
+        old_r1 = ref_power * r1[j]
+        new_a2 = psp_decay * old_a2 + psp_decay * old_a1
+        new_a1 = psp_decay * old_a1 + current[np.uint64(current_start + offset)]
+        a1[j] = new_a1
+        a2[j] = new_a2
+        if alpha_refractory:
+            old_r2 = ref_power * r2[j] + ref_ramp * r1[j]
+            new_r2 = ref_decay * old_r2 + ref_decay * old_r1
+            r2[j] = new_r2
+            potential = psp_gain * new_a2 + ref_gain * new_r2
+        else:
+            new_r2 = zero
+            potential = psp_gain * new_a2 + ref_gain * (ref_decay * old_r1)
+        spike = potential >= threshold
+        new_r1 = ref_decay * old_r1 + (one if spike else zero)
+        r1[j] = new_r1
+        fired[np.uint64(offset)] = spike
+        any_fired |= spike
+        if closed_form_decay:
+            bound = psp_gain * (psp_decay * max(new_a2, zero) + peak_ramp * max(new_a1, zero))
+            may_fire |= bound >= sleep_limit
+        else:
+            may_fire |= (new_a1 != zero) | (new_a2 != zero) | (new_r1 != zero) | (new_r2 != zero)
+    return any_fired, may_fire
+
+
+def _layer_pass_body(
+    in_codes, in_counts, in_channel_bits, in_height, steps, first_step, footprint, transposed,
+    psp_y1, psp_y2, ref_y1, ref_y2, updated_step, awake, awake_rows,
+    constants, tables, alpha_refractory, closed_form_decay, dense_rows,
+    out_codes, out_counts, out_channel_bits, output_spikes, next_fan_out, next_synaptic_ops,
+    current_scratch, touched_scratch, fired_scratch, listed_scratch, columns_scratch,
 ):
-    # One output row per parallel task: sum the row's synaptic input for every step
-    # (event-driven, from the spikes of the input rows it reaches), run the neurons
-    # of the row through the steps, and write its spikes as SpikeRows.
+    # One output row per task: sum the row's synaptic input for every step (event-driven,
+    # from the spikes of the input rows it reaches), step the neurons, and write the row's
+    # spikes as SpikeRows codes. With ``dense_rows`` every pixel of a row with input or an
+    # awake pixel is stepped in every step of the pass, in one vectorised sweep per step;
+    # otherwise only the pixels that receive input in the step or are awake, one at a time.
+    #
+    # Hot loops index with unsigned integers: numba then drops the negative-index
+    # wraparound, whose select hides the access pattern from LLVM and stops it vectorising.
     height = psp_y1.shape[0]
     channels = footprint.shape[1] // (KERNEL_TAPS * KERNEL_TAPS)
     width = psp_y1.shape[1] // channels
+    row_length = width * channels
     psp_decay, psp_gain = constants[0], constants[1]
     ref_decay, ref_gain, threshold = constants[2], constants[3], constants[4]
+    sleep_limit, peak_ramp = constants[5], constants[6]
+    last_table_entry = tables.shape[1] - 1
+    in_channel_mask = (1 << in_channel_bits) - 1
+    flat_footprint = footprint.ravel()
+    footprint_length = footprint.shape[1]
+    tap_row_length = KERNEL_TAPS * channels
     zero = np.float32(0.0)
     one = np.float32(1.0)
     per_row_counts = np.zeros((height, steps), np.int64)
@@ -192,117 +361,152 @@ def _layer_pass(
         has_input = False
         for tap_y in range(KERNEL_TAPS):
             source_row = _tap_source(row, tap_y, transposed, in_height)
-            if source_row >= 0 and in_offsets[source_row, in_width * steps] > 0:
+            if source_row >= 0 and in_counts[source_row] > 0:
                 has_input = True
-        if not has_input and live_rows[row] == 0:
-            # All states zero and no input: the row stays at rest and cannot spike.
-            out_offsets[row, :] = 0
+        if not has_input and awake_rows[row] == 0:
+            # Every pixel asleep and no input: nothing can spike in this row.
+            out_counts[row] = 0
             continue
 
-        # Synaptic input of the row, (steps, width * channels). For each input pixel and
-        # step, the weights of its spiking channels for this kernel row are first summed
-        # into ``pixel_sum`` (3 taps x channels, in rising channel order), which is then
-        # added at the 3 output columns it reaches. The order is fixed: input row
-        # (tap_y), input column, tap_x.
-        current = np.zeros((steps, width * channels), np.float32)
-        tap_row_length = KERNEL_TAPS * channels
-        pixel_sum = np.empty(tap_row_length, np.float32)
-        if has_input:
-            for tap_y in range(KERNEL_TAPS):
-                source_row = _tap_source(row, tap_y, transposed, in_height)
-                if source_row < 0 or in_offsets[source_row, in_width * steps] == 0:
-                    continue
-                row_channels = in_channels[source_row]
-                row_offsets = in_offsets[source_row]
-                for source_column in range(in_width):
-                    for t in range(steps):
-                        slot = source_column * steps + t
-                        first, stop = row_offsets[slot], row_offsets[slot + 1]
-                        if first == stop:
-                            continue
-                        pixel_sum[:] = zero
-                        for spike_index in range(first, stop):
-                            weights = footprint[row_channels[spike_index]]
-                            base = tap_y * tap_row_length
-                            for q in range(tap_row_length):
-                                pixel_sum[q] += weights[base + q]
-                        step_current = current[t]
-                        for tap_x in range(KERNEL_TAPS):
-                            # The output column that this input column reaches through tap_x.
-                            if transposed:
-                                column = 2 * source_column - 1 + tap_x
-                            else:
-                                twice = source_column + 1 - tap_x
-                                if twice % 2 != 0:
-                                    continue
-                                column = twice // 2
-                            if column < 0 or column >= width:
-                                continue
-                            target = column * channels
-                            tap_base = tap_x * channels
-                            for c in range(channels):
-                                step_current[target + c] += pixel_sum[tap_base + c]
-
-        # neuron.srm_step, one float32 operation at a time, for every neuron of the row.
-        # Spike flags go to a byte array padded to whole 8-byte words, so the scan below
-        # can skip 8 neurons without a spike at once.
-        row_length = width * channels
-        padded_length = (row_length + 7) // 8 * 8
-        fired = np.zeros(steps * padded_length, np.uint8)
+        # Per-thread buffers, reused: a fresh array per row would be mapped and faulted in anew.
+        thread = numba.get_thread_id()
+        current = current_scratch[thread]
+        touched = touched_scratch[thread]
+        fired = fired_scratch[thread]
+        fired_words = fired.view(np.uint64)
+        column_listed = listed_scratch[thread]
+        active_columns = columns_scratch[thread]
         a1, a2, r1, r2 = psp_y1[row], psp_y2[row], ref_y1[row], ref_y2[row]
-        for t in range(steps):
-            flags = fired[t * padded_length : t * padded_length + row_length]
-            for j in range(row_length):
-                new_a2 = psp_decay * a2[j] + psp_decay * a1[j]
-                a1[j] = psp_decay * a1[j] + current[t, j]
-                a2[j] = new_a2
-                if alpha_refractory:
-                    r2[j] = ref_decay * r2[j] + ref_decay * r1[j]
-                    potential = psp_gain * new_a2 + ref_gain * r2[j]
-                else:
-                    potential = psp_gain * new_a2 + ref_gain * (ref_decay * r1[j])
-                spike = potential >= threshold
-                r1[j] = ref_decay * r1[j] + (one if spike else zero)
-                flags[j] = spike
+        row_updated, row_awake = updated_step[row], awake[row]
+        row_out = out_codes[row]
 
-        # Collect the spikes in (step, neuron) order, then sort them by (column, step)
-        # with a counting sort: the SpikeRows order the next layer reads.
-        words = fired.view(np.uint64)
-        spike_steps = np.empty(steps * row_length, np.int32)
-        spike_neurons = np.empty(steps * row_length, np.int32)
-        spike_count = 0
-        for word in range(words.shape[0]):
-            if words[word] == 0:
+        # Synaptic input of the row, flat: (steps, width, channels) in dense rows, all zero
+        # before the sum; (width, 1 << STEP_BITS, channels) otherwise, valid where
+        # ``touched`` (width, 1 << STEP_BITS) is set. Each input spike adds the weights of
+        # its kernel row to the output columns it reaches, in a fixed order: input row
+        # (tap_y), then the spikes in SpikeRows order (column, step, channel), then tap_x.
+        if dense_rows:
+            for index in range(steps * row_length):
+                current[np.uint64(index)] = zero
+        else:
+            touched[: width << STEP_BITS] = 0
+        for tap_y in range(KERNEL_TAPS):
+            source_row = _tap_source(row, tap_y, transposed, in_height)
+            if source_row < 0:
                 continue
-            for index in range(word * 8, word * 8 + 8):
-                if fired[index]:
-                    spike_steps[spike_count] = index // padded_length
-                    spike_neurons[spike_count] = index % padded_length
-                    spike_count += 1
+            row_codes = in_codes[source_row]
+            tap_row_start = tap_y * tap_row_length
+            for index in range(in_counts[source_row]):
+                code = row_codes[np.uint64(index)]
+                slot = code >> in_channel_bits
+                weights_start = (code & in_channel_mask) * footprint_length + tap_row_start
+                source_column = slot >> STEP_BITS
+                t = slot & STEP_MASK
+                for tap_x in range(KERNEL_TAPS):
+                    # The output column that this input column reaches through tap_x.
+                    if transposed:
+                        column = 2 * source_column - 1 + tap_x
+                    else:
+                        twice = source_column + 1 - tap_x
+                        if twice % 2 != 0:
+                            continue
+                        column = twice // 2
+                    if column < 0 or column >= width:
+                        continue
+                    tap_weights = weights_start + tap_x * channels
+                    if dense_rows:
+                        target = (t * width + column) * channels
+                    else:
+                        target_slot = (column << STEP_BITS) | t
+                        target = target_slot * channels
+                        if touched[target_slot] == 0:
+                            touched[target_slot] = 1
+                            column_listed[column] = 1
+                            for c in range(channels):
+                                current[np.uint64(target + c)] = zero
+                    for c in range(channels):
+                        current[np.uint64(target + c)] += flat_footprint[np.uint64(tap_weights + c)]
 
-        offsets = out_offsets[row]
-        offsets[:] = 0
+        spike_count = 0
+        if dense_rows:
+            # The pixels of a dense row are stepped together, so they share one updated step:
+            # bring the row to the step before the pass, then step it whole.
+            gap = first_step - 1 - row_updated[0]
+            if closed_form_decay and gap > 0:
+                _decay_skipped(a1, a2, r1, r2, 0, row_length, gap, tables, last_table_entry, alpha_refractory)
+            row_updated[:] = first_step + steps - 1
+            may_fire = False
+            for t in range(steps):
+                any_fired, may_fire = _srm_step_neurons(
+                    a1, a2, r1, r2, 0, row_length, current, t * row_length, fired, constants,
+                    alpha_refractory, closed_form_decay, one, zero, one, zero)
+                if not any_fired:
+                    continue
+                # Spikes are rare: skip 8 neurons at a time where none fired.
+                for word in range((row_length + 7) >> 3):
+                    if fired_words[word] == 0:
+                        continue
+                    for j in range(word << 3, min((word << 3) + 8, row_length)):
+                        if fired[j]:
+                            column = j // channels
+                            row_out[spike_count] = (((column << STEP_BITS) | t) << out_channel_bits) | (
+                                j - column * channels)
+                            spike_count += 1
+            # Codes in SpikeRows order: by column, then step.
+            row_out[:spike_count].sort()
+            any_awake = 1 if may_fire else 0
+            row_awake[:] = any_awake
+        else:
+            # Columns with input in the pass or awake, in rising order.
+            active_count = 0
+            for column in range(width):
+                if column_listed[column] | row_awake[column]:
+                    column_listed[column] = 0
+                    active_columns[active_count] = column
+                    active_count += 1
+            # Pixel by pixel through the steps (pixels do not interact within a layer): the
+            # spike codes then come out in SpikeRows order, (column, step, channel).
+            any_awake = 0
+            for active_index in range(active_count):
+                column = active_columns[active_index]
+                first = column * channels
+                for t in range(steps):
+                    slot = (column << STEP_BITS) | t
+                    current_start = slot * channels
+                    if touched[slot] == 0:
+                        if row_awake[column] == 0:
+                            continue
+                        for c in range(channels):
+                            current[np.uint64(current_start + c)] = zero
+                    step_index = first_step + t
+                    gap = step_index - 1 - row_updated[column]
+                    row_updated[column] = step_index
+                    psp_power, psp_ramp, ref_power, ref_ramp = one, zero, one, zero
+                    if closed_form_decay and gap > 0:
+                        if gap > last_table_entry:
+                            _decay_skipped(a1, a2, r1, r2, first, channels, gap - last_table_entry, tables,
+                                           last_table_entry, alpha_refractory)
+                            gap = last_table_entry
+                        psp_power, psp_ramp = tables[0, gap], tables[1, gap]
+                        ref_power, ref_ramp = tables[2, gap], tables[3, gap]
+                    any_fired, may_fire = _srm_step_neurons(
+                        a1, a2, r1, r2, first, channels, current, current_start, fired, constants,
+                        alpha_refractory, closed_form_decay, psp_power, psp_ramp, ref_power, ref_ramp)
+                    if any_fired:
+                        for c in range(channels):
+                            if fired[c]:
+                                row_out[spike_count] = (slot << out_channel_bits) | c
+                                spike_count += 1
+                    row_awake[column] = 1 if may_fire else 0
+                any_awake |= row_awake[column]
+
+        out_counts[row] = spike_count
+        awake_rows[row] = any_awake
         for index in range(spike_count):
-            t = spike_steps[index]
-            column = spike_neurons[index] // channels
-            offsets[column * steps + t + 1] += 1
+            slot = row_out[index] >> out_channel_bits
+            t = slot & STEP_MASK
             per_row_counts[row, t] += 1
-            per_row_ops[row, t] += next_fan_out[row, column]
-        for slot in range(1, offsets.shape[0]):
-            offsets[slot] += offsets[slot - 1]
-        cursor = offsets[:-1].copy()
-        for index in range(spike_count):
-            neuron = spike_neurons[index]
-            slot = (neuron // channels) * steps + spike_steps[index]
-            out_channels[row, cursor[slot]] = neuron % channels
-            cursor[slot] += 1
-
-        nonzero = False
-        for j in range(width * channels):
-            if a1[j] != zero or a2[j] != zero or r1[j] != zero or r2[j] != zero:
-                nonzero = True
-                break
-        live_rows[row] = 1 if nonzero else 0
+            per_row_ops[row, t] += next_fan_out[row, slot >> STEP_BITS]
 
     for row in range(height):
         for t in range(steps):
@@ -310,30 +514,50 @@ def _layer_pass(
             next_synaptic_ops[t] += per_row_ops[row, t]
 
 
+def _compiled_layer_pass(name: str, parallel: bool):
+    # numba names its cache files after a function's qualified name, so each compiled
+    # variant gets its own copy of the Python function under its own name.
+    body = types.FunctionType(_layer_pass_body.__code__, _layer_pass_body.__globals__, name)
+    body.__qualname__ = name
+    return numba.njit(cache=True, nogil=True, parallel=parallel)(body)
+
+
+# One thread runs the variant without a parallel region, which saves the region's fixed cost per call.
+_layer_pass_serial = _compiled_layer_pass("_layer_pass_serial", parallel=False)
+_layer_pass_parallel = _compiled_layer_pass("_layer_pass_parallel", parallel=True)
+
+
 @numba.njit(cache=True, nogil=True)
-def _rows_to_spikes(rows_channels, rows_offsets, steps):
-    # SpikeRows back to flat (y, x, step, channel) arrays.
-    height = rows_offsets.shape[0]
-    width = (rows_offsets.shape[1] - 1) // steps
-    total = 0
+def _output_spikes(codes, counts, steps, channel_bits, first_step):
+    # SpikeRows of the last layer as (step, channel, y, x) arrays sorted by step, channel, y, x:
+    # a counting sort over (step, channel) that keeps the row-major order within each.
+    height = counts.shape[0]
+    num_channels = 1 << channel_bits
+    channel_mask = num_channels - 1
+    bucket_starts = np.zeros(steps * num_channels + 1, np.int64)
     for row in range(height):
-        total += rows_offsets[row, width * steps]
-    y = np.empty(total, np.int64)
-    x = np.empty(total, np.int64)
+        for code in codes[row, : counts[row]]:
+            t = (code >> channel_bits) & STEP_MASK
+            bucket_starts[t * num_channels + (code & channel_mask) + 1] += 1
+    for bucket in range(1, bucket_starts.shape[0]):
+        bucket_starts[bucket] += bucket_starts[bucket - 1]
+    total = bucket_starts[-1]
     step = np.empty(total, np.int64)
-    channel = np.empty(total, np.int64)
-    position = 0
+    channel = np.empty(total, np.uint8)
+    y = np.empty(total, np.uint16)
+    x = np.empty(total, np.uint16)
+    cursor = bucket_starts[:-1].copy()
     for row in range(height):
-        for column in range(width):
-            for t in range(steps):
-                slot = column * steps + t
-                for index in range(rows_offsets[row, slot], rows_offsets[row, slot + 1]):
-                    y[position] = row
-                    x[position] = column
-                    step[position] = t
-                    channel[position] = rows_channels[row, index]
-                    position += 1
-    return y, x, step, channel
+        for code in codes[row, : counts[row]]:
+            slot = code >> channel_bits
+            t, c = slot & STEP_MASK, code & channel_mask
+            position = cursor[t * num_channels + c]
+            cursor[t * num_channels + c] += 1
+            step[position] = first_step + t
+            channel[position] = c
+            y[position] = row
+            x[position] = slot >> STEP_BITS
+    return step, channel, y, x
 
 
 class FastSpikeMSNetwork:
@@ -341,10 +565,13 @@ class FastSpikeMSNetwork:
 
     Built once per resolution; ``run`` advances the state over any number of bins.
     Networks with axonal delays or non-float32 weights are rejected (see
-    ``unsupported_reason``).
+    ``unsupported_reason``). ``closed_form_decay=False`` skips only pixels whose
+    states are all zero, which matches the reference path bit for bit on weights
+    whose sums are exact, and is slower (see the module docstring).
     """
 
-    def __init__(self, network: SpikeMSNetwork, height: int, width: int, threads: int = 1):
+    def __init__(self, network: SpikeMSNetwork, height: int, width: int, threads: int = 1,
+                 closed_form_decay: bool = True):
         reason = unsupported_reason(network)
         if reason is not None:
             raise ValueError(f"the fast path cannot run this network: {reason}")
@@ -353,8 +580,10 @@ class FastSpikeMSNetwork:
                 f"threads = {threads!r} is invalid: expected an integer from 1 to {numba.config.NUMBA_NUM_THREADS}"
             )
         self.threads = threads
+        self.closed_form_decay = bool(closed_form_decay)
         self.height = int(height)
         self.width = int(width)
+        self.input_channels = network.channels[0]
         fan_outs = network.initial_state(1, self.height, self.width, "cpu").fan_out_maps
         output_sizes = layer_output_sizes(self.height, self.width)
 
@@ -367,42 +596,61 @@ class FastSpikeMSNetwork:
             layers.append(
                 FastLayer(
                     transposed=layer.geometry.transposed,
-                    footprint=footprint,
+                    footprint=footprint.reshape(footprint.shape[0], -1),
+                    out_channels=footprint.shape[3],
                     fan_out=fan_out.cpu().numpy().astype(np.int64),
                     output_size=output_size,
                     constants=layer_constants(layer.config),
+                    decay_tables=decay_tables(layer.config),
                     alpha_refractory=layer.config.refractory_form == "alpha",
+                    dense_rows=footprint.shape[3] <= DENSE_ROW_CHANNELS,
                 )
             )
         self.layers = tuple(layers)
         # The last layer's spikes drive no further synapses.
         self._no_fan_out = np.zeros(output_sizes[-1], np.int64)
 
-        # Spike lists between layers, reused across passes; index 0 is the input.
+        # Spike codes between layers, reused across passes; index 0 is the input. Only
+        # the pages a pass writes are ever touched, so the capacity costs address space.
         sizes = ((self.height, self.width),) + output_sizes
-        channel_counts = (network.channels[0],) + tuple(layer.footprint.shape[3] for layer in self.layers)
+        channel_counts = (self.input_channels,) + tuple(layer.out_channels for layer in self.layers)
         self._rows = [
-            (
-                np.empty((height, width * MAX_STEPS_PER_PASS * count), np.int32),
-                np.zeros(height * (width * MAX_STEPS_PER_PASS + 1), np.int32),
-                (height, width),
-            )
+            SpikeRows(np.empty((height, width * MAX_STEPS_PER_PASS * count), np.int32), np.zeros(height, np.int32),
+                      channel_bits=max(1, (count - 1).bit_length()))
             for (height, width), count in zip(sizes, channel_counts)
         ]
-        self.state = self.initial_state()
+        self._seen = np.zeros((self.height, self.width * MAX_STEPS_PER_PASS), np.uint8)
+        # Synaptic input of one row and its validity flags, one buffer per numba thread.
+        widest_row = max(size[1] * layer.out_channels for size, layer in zip(output_sizes, self.layers))
+        widest = max(size[1] for size in output_sizes)
+        threads = numba.config.NUMBA_NUM_THREADS
+        self._current = np.empty((threads, MAX_STEPS_PER_PASS * widest_row), np.float32)
+        self._touched = np.empty((threads, MAX_STEPS_PER_PASS * widest), np.uint8)
+        self._fired = np.zeros((threads, (widest_row + 7) // 8 * 8), np.uint8)
+        self._listed = np.zeros((threads, widest), np.uint8)  # all zero between rows
+        self._columns = np.empty((threads, widest), np.int32)
+        self.reset()
 
     def initial_state(self) -> tuple[FastLayerState, ...]:
-        """Return every layer at rest."""
+        """Return every layer at rest, as of the step before the first."""
         states = []
         for layer in self.layers:
             height, width = layer.output_size
-            shape = (height, width * layer.footprint.shape[3])
-            states.append(FastLayerState(*(np.zeros(shape, np.float32) for _ in range(4)), np.zeros(height, np.uint8)))
+            shape = (height, width * layer.out_channels)
+            states.append(
+                FastLayerState(
+                    *(np.zeros(shape, np.float32) for _ in range(4)),
+                    updated_step=np.full((height, width), -1, np.int64),
+                    awake=np.zeros((height, width), np.uint8),
+                    awake_rows=np.zeros(height, np.uint8),
+                )
+            )
         return tuple(states)
 
     def reset(self) -> None:
         """Put every neuron at rest."""
         self.state = self.initial_state()
+        self.steps_run = 0
 
     def run(self, steps: int, channel: np.ndarray, y: np.ndarray, x: np.ndarray, step: np.ndarray) -> FastChunkOutput:
         """Advance the network by ``steps`` bins of input spikes given as (channel, y, x, step) arrays.
@@ -413,16 +661,17 @@ class FastSpikeMSNetwork:
         if steps < 0:
             raise ValueError(f"steps = {steps!r} is invalid: expected an integer >= 0")
         channel, y, x, step = (np.asarray(column, np.int64) for column in (channel, y, x, step))
-        for name, values, limit in (("step", step, steps), ("channel", channel, 2), ("y", y, self.height),
-                                    ("x", x, self.width)):
+        for name, values, limit in (("step", step, steps), ("channel", channel, self.input_channels),
+                                    ("y", y, self.height), ("x", x, self.width)):
             if values.size and (values.min() < 0 or values.max() >= limit):
                 raise ValueError(f"spike {name} values span {values.min()}..{values.max()}, expected 0..{limit - 1}")
 
-        # Sorted by step to split the passes, then within each pass by (y, x, step,
-        # channel): the fixed summation order of every current.
-        order = np.argsort(step, kind="stable")
-        channel, y, x, step = channel[order], y[order], x[order], step[order]
-        bounds = np.searchsorted(step, np.arange(0, steps + MAX_STEPS_PER_PASS, MAX_STEPS_PER_PASS))
+        if steps > MAX_STEPS_PER_PASS:
+            # Sorted by step, so each pass reads only its own slice.
+            order = np.argsort(step, kind="stable")
+            channel, y, x, step = channel[order], y[order], x[order], step[order]
+        bounds = np.searchsorted(step, np.arange(0, steps + MAX_STEPS_PER_PASS, MAX_STEPS_PER_PASS)) \
+            if steps > MAX_STEPS_PER_PASS else None
 
         parts = []
         # numba's thread count is a per-calling-thread setting; restore it afterwards.
@@ -431,60 +680,48 @@ class FastSpikeMSNetwork:
         try:
             for pass_index, first in enumerate(range(0, steps, MAX_STEPS_PER_PASS)):
                 pass_steps = min(MAX_STEPS_PER_PASS, steps - first)
-                selected = slice(bounds[pass_index], bounds[pass_index + 1])
-                pass_step = step[selected] - first
-                within = np.lexsort((channel[selected], pass_step, x[selected], y[selected]))
-                part = self._run_pass(pass_steps, y[selected][within], x[selected][within], pass_step[within],
-                                      channel[selected][within])
-                parts.append(part._replace(step=part.step + first))
+                selected = slice(bounds[pass_index], bounds[pass_index + 1]) if bounds is not None else slice(None)
+                parts.append(self._run_pass(first, pass_steps, y[selected], x[selected], step[selected],
+                                            channel[selected]))
         finally:
             numba.set_num_threads(previous_threads)
         return _join_passes(parts, len(self.layers))
 
-    def _run_pass(self, steps, y, x, step, channel) -> FastChunkOutput:
+    def _run_pass(self, first, steps, y, x, step, channel) -> FastChunkOutput:
         num_layers = len(self.layers)
         input_spikes = np.zeros((num_layers, steps), np.int64)
         output_spikes = np.zeros((num_layers, steps), np.int64)
         synaptic_ops = np.zeros((num_layers, steps), np.int64)
 
-        # Offsets for this pass's number of steps, as contiguous views of the reused buffers.
-        rows = [
-            SpikeRows(channels, offsets[: height * (width * steps + 1)].reshape(height, width * steps + 1), steps)
-            for channels, offsets, (height, width) in self._rows
-        ]
-        _spikes_to_rows(y, x, step, channel, steps, 2, rows[0].channels, rows[0].offsets)
-        # Statistics of the input layer; every later layer's come from the layer below it.
-        unique_codes = np.unique(((y * self.width + x) * steps + step) * 2 + channel)
-        unique_pixels = unique_codes // (2 * steps)
-        unique_steps = (unique_codes // 2) % steps
-        input_spikes[0] = np.bincount(unique_steps, minlength=steps)
-        synaptic_ops[0] = np.bincount(unique_steps, weights=self.layers[0].fan_out.ravel()[unique_pixels],
-                                      minlength=steps).round().astype(np.int64)
+        rows = self._rows
+        _input_rows(y, x, step, channel, first, steps, rows[0].channel_bits, self._seen, rows[0].codes,
+                    rows[0].counts, self.layers[0].fan_out, input_spikes[0], synaptic_ops[0])
 
+        layer_pass = _layer_pass_serial if self.threads == 1 else _layer_pass_parallel
         for index, (layer, state) in enumerate(zip(self.layers, self.state)):
             source, target = rows[index], rows[index + 1]
-            in_height = source.offsets.shape[0]
-            in_width = (source.offsets.shape[1] - 1) // steps
             last = index + 1 == num_layers
-            _layer_pass(
-                source.channels, source.offsets, in_height, in_width, steps,
-                layer.footprint.reshape(layer.footprint.shape[0], -1), layer.transposed,
-                *state[:4], state.live_rows, layer.constants, layer.alpha_refractory,
-                target.channels, target.offsets, output_spikes[index],
+            layer_pass(
+                source.codes, source.counts, source.channel_bits, source.codes.shape[0], steps,
+                self.steps_run, layer.footprint, layer.transposed,
+                *state, layer.constants, layer.decay_tables, layer.alpha_refractory, self.closed_form_decay,
+                layer.dense_rows,
+                target.codes, target.counts, target.channel_bits, output_spikes[index],
                 self._no_fan_out if last else self.layers[index + 1].fan_out,
                 np.zeros(steps, np.int64) if last else synaptic_ops[index + 1],
+                self._current, self._touched, self._fired, self._listed, self._columns,
             )
             if not last:
                 input_spikes[index + 1] = output_spikes[index]
+        self.steps_run += steps
 
-        out_y, out_x, out_step, out_channel = _rows_to_spikes(rows[-1].channels, rows[-1].offsets, steps)
-        # The reference path lists a bin's output spikes by channel, then row, then column.
-        order = np.lexsort((out_x, out_y, out_channel, out_step))
+        out_step, out_channel, out_y, out_x = _output_spikes(rows[-1].codes, rows[-1].counts, steps,
+                                                             rows[-1].channel_bits, first)
         return FastChunkOutput(
-            step=out_step[order],
-            channel=out_channel[order].astype(np.uint8),
-            y=out_y[order].astype(np.uint16),
-            x=out_x[order].astype(np.uint16),
+            step=out_step,
+            channel=out_channel,
+            y=out_y,
+            x=out_x,
             input_spikes=input_spikes.T,  # (steps, num_layers)
             output_spikes=output_spikes.T,
             synaptic_ops=synaptic_ops.T,
@@ -498,4 +735,6 @@ def _join_passes(parts: list, num_layers: int) -> FastChunkOutput:
             np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.uint16), np.zeros(0, np.uint16),
             empty_counts, empty_counts, empty_counts,
         )
+    if len(parts) == 1:
+        return parts[0]
     return FastChunkOutput(*(np.concatenate(column) for column in zip(*parts)))
