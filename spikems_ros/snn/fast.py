@@ -81,10 +81,9 @@ SLEEP_MARGIN = 1e-4
 # Length cap of the decay power tables; longer gaps apply the last entry repeatedly.
 MAX_DECAY_TABLE_LENGTH = 1 << 15
 
-# Layers with at most this many channels step every pixel of a row with input in one
-# vectorised sweep per step: with few channels per pixel, the fixed cost of stepping a
-# pixel on its own exceeds the sweep's cost for the pixels that need no update.
-DENSE_ROW_CHANNELS = int(__import__("os").environ.get("DENSE", "4"))
+# Runs of active columns less than this many neurons apart (gap columns x channels) are
+# stepped in one sweep: starting a sweep costs about as much as stepping 32 idle neurons.
+MERGE_GAP_NEURONS = int(__import__("os").environ.get("MERGE", "32"))
 
 # Input spikes per pixel and step are deduplicated with one bit per input channel.
 MAX_INPUT_CHANNELS = 8
@@ -107,8 +106,8 @@ class FastLayer(NamedTuple):
     decay_tables: np.ndarray
     # True for the SLAYER alpha refractory kernel, False for the first-order form.
     alpha_refractory: bool
-    # Step whole rows (see DENSE_ROW_CHANNELS) instead of pixel by pixel.
-    dense_rows: bool
+    # Runs of active columns closer than this many columns are stepped as one (see MERGE_GAP_NEURONS).
+    merge_gap: int
 
 
 class FastLayerState(NamedTuple):
@@ -204,6 +203,10 @@ def unsupported_reason(network: SpikeMSNetwork) -> str | None:
     if delayed:
         # TODO: carry axonal delays (neuron.delay_window) across chunks in the fast path.
         return f"layers {delayed} have axonal delays, which the fast path does not implement"
+    uneven = [count for count in network.channels if count & (count - 1)]
+    if uneven:
+        # NOTE: the kernels split a neuron index into column and channel with shifts.
+        return f"channel counts {uneven} are not powers of two, which the fast path requires"
     if network.channels[0] > MAX_INPUT_CHANNELS:
         return f"the network reads {network.channels[0]} input channels, the fast path at most {MAX_INPUT_CHANNELS}"
     return None
@@ -277,66 +280,74 @@ def _decay_skipped(a1, a2, r1, r2, first, count, gap, tables, last_table_entry, 
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _srm_step_neurons(a1, a2, r1, r2, first, count, current, current_start, fired, constants, alpha_refractory,
-                      closed_form_decay, psp_power, psp_ramp, ref_power, ref_ramp):
+def _srm_step_neurons(a1, a2, r1, r2, first, count, current, current_start, fired, constants, alpha_refractory):
     # neuron.srm_step for neurons first .. first + count - 1, one float32 operation at a time,
-    # with input current[current_start ...]; spike flags to fired[0 .. count - 1]. Free of
-    # branches that depend on the data, so it vectorises.
-    #
-    # The factors psp a**n, psp n a**n, refractory a**n, refractory n a**n first decay the
-    # state over n skipped steps in closed form; (1, 0, 1, 0) leaves it exactly as it is,
-    # since 1 * y == y and y + 0 * z == y for finite z.
-    #
-    # Returns (any neuron fired, some neuron may still fire without further input: see _may_fire).
+    # with input current[current_start ...], which is set back to zero once read. Spike flags
+    # go to fired[0 .. count - 1]. Free of branches that depend on the data, so it vectorises.
+    # Returns whether any neuron fired.
     psp_decay, psp_gain = constants[0], constants[1]
     ref_decay, ref_gain, threshold = constants[2], constants[3], constants[4]
-    sleep_limit, peak_ramp = constants[5], constants[6]
     zero = np.float32(0.0)
     one = np.float32(1.0)
     any_fired = False
-    may_fire = False
     for offset in range(count):
         j = np.uint64(first + offset)
-        old_a1 = psp_power * a1[j]
-        old_a2 = psp_power * a2[j] + psp_ramp * a1[j]
-        old_r1 = ref_power * r1[j]
-        new_a2 = psp_decay * old_a2 + psp_decay * old_a1
-        new_a1 = psp_decay * old_a1 + current[np.uint64(current_start + offset)]
-        a1[j] = new_a1
+        k = np.uint64(current_start + offset)
+        new_a2 = psp_decay * a2[j] + psp_decay * a1[j]
+        a1[j] = psp_decay * a1[j] + current[k]
+        current[k] = zero
         a2[j] = new_a2
         if alpha_refractory:
-            old_r2 = ref_power * r2[j] + ref_ramp * r1[j]
-            new_r2 = ref_decay * old_r2 + ref_decay * old_r1
+            new_r2 = ref_decay * r2[j] + ref_decay * r1[j]
             r2[j] = new_r2
             potential = psp_gain * new_a2 + ref_gain * new_r2
         else:
-            new_r2 = zero
-            potential = psp_gain * new_a2 + ref_gain * (ref_decay * old_r1)
+            potential = psp_gain * new_a2 + ref_gain * (ref_decay * r1[j])
         spike = potential >= threshold
-        new_r1 = ref_decay * old_r1 + (one if spike else zero)
-        r1[j] = new_r1
+        r1[j] = ref_decay * r1[j] + (one if spike else zero)
         fired[np.uint64(offset)] = spike
         any_fired |= spike
+    return any_fired
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _may_fire(a1, a2, r1, r2, first, count, constants, closed_form_decay):
+    # Whether some neuron first .. first + count - 1 could fire without further input. With
+    # closed-form decay: the PSP alone, an upper bound of the potential (the refractory term
+    # is <= 0), at most gain * (a * max(y2, 0) + peak * max(y1, 0)) in any later step, reaches
+    # the lowered threshold. Without: some state is nonzero.
+    psp_decay, psp_gain = constants[0], constants[1]
+    sleep_limit, peak_ramp = constants[5], constants[6]
+    zero = np.float32(0.0)
+    may_fire = False
+    for offset in range(count):
+        j = np.uint64(first + offset)
         if closed_form_decay:
-            bound = psp_gain * (psp_decay * max(new_a2, zero) + peak_ramp * max(new_a1, zero))
+            bound = psp_gain * (psp_decay * max(a2[j], zero) + peak_ramp * max(a1[j], zero))
             may_fire |= bound >= sleep_limit
         else:
-            may_fire |= (new_a1 != zero) | (new_a2 != zero) | (new_r1 != zero) | (new_r2 != zero)
-    return any_fired, may_fire
+            may_fire |= (a1[j] != zero) | (a2[j] != zero) | (r1[j] != zero) | (r2[j] != zero)
+    return may_fire
 
 
 def _layer_pass_body(
     in_codes, in_counts, in_channel_bits, in_height, steps, first_step, footprint, transposed,
     psp_y1, psp_y2, ref_y1, ref_y2, updated_step, awake, awake_rows,
-    constants, tables, alpha_refractory, closed_form_decay, dense_rows,
+    constants, tables, alpha_refractory, closed_form_decay, merge_gap,
     out_codes, out_counts, out_channel_bits, output_spikes, next_fan_out, next_synaptic_ops,
-    current_scratch, touched_scratch, fired_scratch, listed_scratch, columns_scratch,
+    current_scratch, fired_scratch, listed_scratch, runs_scratch, codes_scratch, starts_scratch,
 ):
-    # One output row per task: sum the row's synaptic input for every step (event-driven,
-    # from the spikes of the input rows it reaches), step the neurons, and write the row's
-    # spikes as SpikeRows codes. With ``dense_rows`` every pixel of a row with input or an
-    # awake pixel is stepped in every step of the pass, in one vectorised sweep per step;
-    # otherwise only the pixels that receive input in the step or are awake, one at a time.
+    # One output row per task:
+    # 1. Sum the row's synaptic input for every step, event-driven, from the spikes of the
+    #    input rows it reaches.
+    # 2. Collect the active columns (input in the pass, or awake) into runs of adjacent
+    #    columns, merging runs less than ``merge_gap`` columns apart.
+    # 3. Decay each run's asleep pixels to the step before the pass in closed form, then step
+    #    every run through every step of the pass, each run in one vectorised sweep. The
+    #    pixels between merged runs are stepped too, exactly: a sweep over a few idle
+    #    pixels costs less than starting another sweep.
+    # 4. Put every pixel of the runs to sleep whose potential can no longer reach the
+    #    threshold without input, and write the row's spikes as sorted SpikeRows codes.
     #
     # Hot loops index with unsigned integers: numba then drops the negative-index
     # wraparound, whose select hides the access pattern from LLVM and stops it vectorising.
@@ -344,16 +355,12 @@ def _layer_pass_body(
     channels = footprint.shape[1] // (KERNEL_TAPS * KERNEL_TAPS)
     width = psp_y1.shape[1] // channels
     row_length = width * channels
-    psp_decay, psp_gain = constants[0], constants[1]
-    ref_decay, ref_gain, threshold = constants[2], constants[3], constants[4]
-    sleep_limit, peak_ramp = constants[5], constants[6]
     last_table_entry = tables.shape[1] - 1
     in_channel_mask = (1 << in_channel_bits) - 1
+    out_channel_mask = (1 << out_channel_bits) - 1
     flat_footprint = footprint.ravel()
     footprint_length = footprint.shape[1]
     tap_row_length = KERNEL_TAPS * channels
-    zero = np.float32(0.0)
-    one = np.float32(1.0)
     per_row_counts = np.zeros((height, steps), np.int64)
     per_row_ops = np.zeros((height, steps), np.int64)
 
@@ -368,28 +375,24 @@ def _layer_pass_body(
             out_counts[row] = 0
             continue
 
-        # Per-thread buffers, reused: a fresh array per row would be mapped and faulted in anew.
+        # Per-thread buffers, reused: a fresh array per row would be mapped and faulted in
+        # anew. ``current`` (steps, width, channels) and ``column_listed`` (width) are all
+        # zero between rows: every entry the sum writes lies in a run and is cleared when read.
         thread = numba.get_thread_id()
         current = current_scratch[thread]
-        touched = touched_scratch[thread]
         fired = fired_scratch[thread]
         fired_words = fired.view(np.uint64)
         column_listed = listed_scratch[thread]
-        active_columns = columns_scratch[thread]
+        run_bounds = runs_scratch[thread]
+        step_codes = codes_scratch[thread]
+        column_starts = starts_scratch[thread]
         a1, a2, r1, r2 = psp_y1[row], psp_y2[row], ref_y1[row], ref_y2[row]
         row_updated, row_awake = updated_step[row], awake[row]
         row_out = out_codes[row]
 
-        # Synaptic input of the row, flat: (steps, width, channels) in dense rows, all zero
-        # before the sum; (width, 1 << STEP_BITS, channels) otherwise, valid where
-        # ``touched`` (width, 1 << STEP_BITS) is set. Each input spike adds the weights of
-        # its kernel row to the output columns it reaches, in a fixed order: input row
-        # (tap_y), then the spikes in SpikeRows order (column, step, channel), then tap_x.
-        if dense_rows:
-            for index in range(steps * row_length):
-                current[np.uint64(index)] = zero
-        else:
-            touched[: width << STEP_BITS] = 0
+        # 1. Each input spike adds the weights of its kernel row to the output columns it
+        #    reaches, in a fixed order: input row (tap_y), then the spikes in SpikeRows order
+        #    (column, step, channel), then tap_x.
         for tap_y in range(KERNEL_TAPS):
             source_row = _tap_source(row, tap_y, transposed, in_height)
             if source_row < 0:
@@ -401,112 +404,101 @@ def _layer_pass_body(
                 slot = code >> in_channel_bits
                 weights_start = (code & in_channel_mask) * footprint_length + tap_row_start
                 source_column = slot >> STEP_BITS
-                t = slot & STEP_MASK
+                step_start = (slot & STEP_MASK) * width
+                if transposed:
+                    # Taps 0, 1, 2 reach the adjacent output columns 2x - 1, 2x, 2x + 1, whose
+                    # channels lie in a row: one run of 3 x channels weights, clipped at the edges.
+                    first_column = 2 * source_column - 1
+                    first_weight = 0 if first_column >= 0 else channels
+                    stop_weight = min(tap_row_length, (width - first_column) * channels)
+                    target = (step_start + first_column) * channels
+                    for q in range(first_weight, stop_weight):
+                        current[np.uint64(target + q)] += flat_footprint[np.uint64(weights_start + q)]
+                    for column in range(max(first_column, 0), min(first_column + KERNEL_TAPS, width)):
+                        column_listed[column] = 1
+                    continue
                 for tap_x in range(KERNEL_TAPS):
-                    # The output column that this input column reaches through tap_x.
-                    if transposed:
-                        column = 2 * source_column - 1 + tap_x
-                    else:
-                        twice = source_column + 1 - tap_x
-                        if twice % 2 != 0:
-                            continue
-                        column = twice // 2
+                    # Convolution: the output column that this input column reaches through tap_x.
+                    twice = source_column + 1 - tap_x
+                    if twice % 2 != 0:
+                        continue
+                    column = twice // 2
                     if column < 0 or column >= width:
                         continue
+                    column_listed[column] = 1
+                    target = (step_start + column) * channels
                     tap_weights = weights_start + tap_x * channels
-                    if dense_rows:
-                        target = (t * width + column) * channels
-                    else:
-                        target_slot = (column << STEP_BITS) | t
-                        target = target_slot * channels
-                        if touched[target_slot] == 0:
-                            touched[target_slot] = 1
-                            column_listed[column] = 1
-                            for c in range(channels):
-                                current[np.uint64(target + c)] = zero
                     for c in range(channels):
                         current[np.uint64(target + c)] += flat_footprint[np.uint64(tap_weights + c)]
 
-        spike_count = 0
-        if dense_rows:
-            # The pixels of a dense row are stepped together, so they share one updated step:
-            # bring the row to the step before the pass, then step it whole.
-            gap = first_step - 1 - row_updated[0]
-            if closed_form_decay and gap > 0:
-                _decay_skipped(a1, a2, r1, r2, 0, row_length, gap, tables, last_table_entry, alpha_refractory)
-            row_updated[:] = first_step + steps - 1
-            may_fire = False
-            for t in range(steps):
-                any_fired, may_fire = _srm_step_neurons(
-                    a1, a2, r1, r2, 0, row_length, current, t * row_length, fired, constants,
-                    alpha_refractory, closed_form_decay, one, zero, one, zero)
-                if not any_fired:
-                    continue
-                # Spikes are rare: skip 8 neurons at a time where none fired.
-                for word in range((row_length + 7) >> 3):
-                    if fired_words[word] == 0:
-                        continue
-                    for j in range(word << 3, min((word << 3) + 8, row_length)):
-                        if fired[j]:
-                            column = j // channels
-                            row_out[spike_count] = (((column << STEP_BITS) | t) << out_channel_bits) | (
-                                j - column * channels)
-                            spike_count += 1
-            # Codes in SpikeRows order: by column, then step.
-            row_out[:spike_count].sort()
-            any_awake = 1 if may_fire else 0
-            row_awake[:] = any_awake
-        else:
-            # Columns with input in the pass or awake, in rising order.
-            active_count = 0
-            for column in range(width):
-                if column_listed[column] | row_awake[column]:
-                    column_listed[column] = 0
-                    active_columns[active_count] = column
-                    active_count += 1
-            # Pixel by pixel through the steps (pixels do not interact within a layer): the
-            # spike codes then come out in SpikeRows order, (column, step, channel).
-            any_awake = 0
-            for active_index in range(active_count):
-                column = active_columns[active_index]
-                first = column * channels
-                for t in range(steps):
-                    slot = (column << STEP_BITS) | t
-                    current_start = slot * channels
-                    if touched[slot] == 0:
-                        if row_awake[column] == 0:
-                            continue
-                        for c in range(channels):
-                            current[np.uint64(current_start + c)] = zero
-                    step_index = first_step + t
-                    gap = step_index - 1 - row_updated[column]
-                    row_updated[column] = step_index
-                    psp_power, psp_ramp, ref_power, ref_ramp = one, zero, one, zero
-                    if closed_form_decay and gap > 0:
-                        if gap > last_table_entry:
-                            _decay_skipped(a1, a2, r1, r2, first, channels, gap - last_table_entry, tables,
-                                           last_table_entry, alpha_refractory)
-                            gap = last_table_entry
-                        psp_power, psp_ramp = tables[0, gap], tables[1, gap]
-                        ref_power, ref_ramp = tables[2, gap], tables[3, gap]
-                    any_fired, may_fire = _srm_step_neurons(
-                        a1, a2, r1, r2, first, channels, current, current_start, fired, constants,
-                        alpha_refractory, closed_form_decay, psp_power, psp_ramp, ref_power, ref_ramp)
-                    if any_fired:
-                        for c in range(channels):
-                            if fired[c]:
-                                row_out[spike_count] = (slot << out_channel_bits) | c
-                                spike_count += 1
-                    row_awake[column] = 1 if may_fire else 0
-                any_awake |= row_awake[column]
+        # 2. Runs [start, stop) of active columns, in rising order.
+        run_count = 0
+        for column in range(width):
+            if column_listed[column] | row_awake[column]:
+                column_listed[column] = 0
+                if run_count > 0 and column - run_bounds[2 * run_count - 1] < merge_gap:
+                    run_bounds[2 * run_count - 1] = column + 1
+                else:
+                    run_bounds[2 * run_count] = column
+                    run_bounds[2 * run_count + 1] = column + 1
+                    run_count += 1
 
-        out_counts[row] = spike_count
+        # 3. Bring every pixel of the runs to the step before the pass, then step the runs.
+        for run in range(run_count):
+            for column in range(run_bounds[2 * run], run_bounds[2 * run + 1]):
+                gap = first_step - 1 - row_updated[column]
+                row_updated[column] = first_step + steps - 1
+                if closed_form_decay and gap > 0:
+                    _decay_skipped(a1, a2, r1, r2, column * channels, channels, gap, tables, last_table_entry,
+                                   alpha_refractory)
+        spike_count = 0
+        for t in range(steps):
+            for run in range(run_count):
+                first = run_bounds[2 * run] * channels
+                count = run_bounds[2 * run + 1] * channels - first
+                if not _srm_step_neurons(a1, a2, r1, r2, first, count, current, t * row_length + first, fired,
+                                         constants, alpha_refractory):
+                    continue
+                # Spikes are rare: skip 8 neurons at a time where none fired. Every channel count
+                # is a power of two (out_channel_bits bits), so neuron j is channel j & mask of
+                # column j >> bits.
+                for word in range((count + 7) >> 3):
+                    if fired_words[np.uint64(word)] == 0:
+                        continue
+                    for offset in range(word << 3, min((word << 3) + 8, count)):
+                        if fired[np.uint64(offset)]:
+                            neuron = first + offset
+                            column_step = (((neuron >> out_channel_bits) << STEP_BITS) | t) << out_channel_bits
+                            step_codes[np.uint64(spike_count)] = column_step | (neuron & out_channel_mask)
+                            spike_count += 1
+
+        # 4. Sleep where the potential can no longer reach the threshold without input.
+        any_awake = 0
+        for run in range(run_count):
+            for column in range(run_bounds[2 * run], run_bounds[2 * run + 1]):
+                stays_awake = _may_fire(a1, a2, r1, r2, column * channels, channels, constants, closed_form_decay)
+                row_awake[column] = 1 if stays_awake else 0
+                any_awake |= row_awake[column]
         awake_rows[row] = any_awake
+
+        # The codes came out by step, then column, then channel; a counting sort by column,
+        # which keeps that order within a column, puts them in SpikeRows order.
+        column_shift = out_channel_bits + STEP_BITS
         for index in range(spike_count):
-            slot = row_out[index] >> out_channel_bits
-            t = slot & STEP_MASK
+            code = step_codes[np.uint64(index)]
+            column_starts[(code >> column_shift) + 1] += 1
+            t = (code >> out_channel_bits) & STEP_MASK
             per_row_counts[row, t] += 1
-            per_row_ops[row, t] += next_fan_out[row, slot >> STEP_BITS]
+            per_row_ops[row, t] += next_fan_out[row, code >> column_shift]
+        for column in range(width):
+            column_starts[column + 1] += column_starts[column]
+        for index in range(spike_count):
+            code = step_codes[np.uint64(index)]
+            column = code >> column_shift
+            row_out[np.uint64(column_starts[column])] = code
+            column_starts[column] += 1
+        column_starts[: width + 1] = 0
+        out_counts[row] = spike_count
 
     for row in range(height):
         for t in range(steps):
@@ -603,7 +595,7 @@ class FastSpikeMSNetwork:
                     constants=layer_constants(layer.config),
                     decay_tables=decay_tables(layer.config),
                     alpha_refractory=layer.config.refractory_form == "alpha",
-                    dense_rows=footprint.shape[3] <= DENSE_ROW_CHANNELS,
+                    merge_gap=max(1, MERGE_GAP_NEURONS // footprint.shape[3]),
                 )
             )
         self.layers = tuple(layers)
@@ -616,19 +608,22 @@ class FastSpikeMSNetwork:
         channel_counts = (self.input_channels,) + tuple(layer.out_channels for layer in self.layers)
         self._rows = [
             SpikeRows(np.empty((height, width * MAX_STEPS_PER_PASS * count), np.int32), np.zeros(height, np.int32),
-                      channel_bits=max(1, (count - 1).bit_length()))
+                      channel_bits=(count - 1).bit_length())
             for (height, width), count in zip(sizes, channel_counts)
         ]
         self._seen = np.zeros((self.height, self.width * MAX_STEPS_PER_PASS), np.uint8)
-        # Synaptic input of one row and its validity flags, one buffer per numba thread.
+        # Per numba thread: synaptic input of one row (steps, width, channels), spike flags of
+        # one sweep, listed columns and run bounds. Input and listed columns are all zero
+        # between rows.
         widest_row = max(size[1] * layer.out_channels for size, layer in zip(output_sizes, self.layers))
         widest = max(size[1] for size in output_sizes)
         threads = numba.config.NUMBA_NUM_THREADS
-        self._current = np.empty((threads, MAX_STEPS_PER_PASS * widest_row), np.float32)
-        self._touched = np.empty((threads, MAX_STEPS_PER_PASS * widest), np.uint8)
+        self._current = np.zeros((threads, MAX_STEPS_PER_PASS * widest_row), np.float32)
         self._fired = np.zeros((threads, (widest_row + 7) // 8 * 8), np.uint8)
-        self._listed = np.zeros((threads, widest), np.uint8)  # all zero between rows
-        self._columns = np.empty((threads, widest), np.int32)
+        self._listed = np.zeros((threads, widest), np.uint8)
+        self._runs = np.empty((threads, 2 * widest), np.int64)
+        self._step_codes = np.empty((threads, MAX_STEPS_PER_PASS * widest_row), np.int32)
+        self._column_starts = np.zeros((threads, widest + 1), np.int64)  # all zero between rows
         self.reset()
 
     def initial_state(self) -> tuple[FastLayerState, ...]:
@@ -677,6 +672,8 @@ class FastSpikeMSNetwork:
         # numba's thread count is a per-calling-thread setting; restore it afterwards.
         previous_threads = numba.get_num_threads()
         numba.set_num_threads(self.threads)
+        import os
+        previous_chunk = numba.set_parallel_chunksize(int(os.environ.get("CHUNK", "0")))
         try:
             for pass_index, first in enumerate(range(0, steps, MAX_STEPS_PER_PASS)):
                 pass_steps = min(MAX_STEPS_PER_PASS, steps - first)
@@ -685,6 +682,7 @@ class FastSpikeMSNetwork:
                                             channel[selected]))
         finally:
             numba.set_num_threads(previous_threads)
+            numba.set_parallel_chunksize(previous_chunk)
         return _join_passes(parts, len(self.layers))
 
     def _run_pass(self, first, steps, y, x, step, channel) -> FastChunkOutput:
@@ -705,11 +703,11 @@ class FastSpikeMSNetwork:
                 source.codes, source.counts, source.channel_bits, source.codes.shape[0], steps,
                 self.steps_run, layer.footprint, layer.transposed,
                 *state, layer.constants, layer.decay_tables, layer.alpha_refractory, self.closed_form_decay,
-                layer.dense_rows,
+                layer.merge_gap,
                 target.codes, target.counts, target.channel_bits, output_spikes[index],
                 self._no_fan_out if last else self.layers[index + 1].fan_out,
                 np.zeros(steps, np.int64) if last else synaptic_ops[index + 1],
-                self._current, self._touched, self._fired, self._listed, self._columns,
+                self._current, self._fired, self._listed, self._runs, self._step_codes, self._column_starts,
             )
             if not last:
                 input_spikes[index + 1] = output_spikes[index]
