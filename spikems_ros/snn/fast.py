@@ -251,9 +251,7 @@ def _input_rows(y, x, step, channel, first_step, steps, channel_bits, seen, code
         counts[row] += 1
 
     for row in range(height):
-        row_codes = codes[row, : counts[row]]
-        row_codes.sort()
-        for code in row_codes:
+        for code in codes[row, : counts[row]]:
             slot = code >> channel_bits
             seen[row, slot] = 0
             t = slot & STEP_MASK
@@ -284,12 +282,13 @@ def _srm_step_neurons(a1, a2, r1, r2, first, count, current, current_start, fire
     # neuron.srm_step for neurons first .. first + count - 1, one float32 operation at a time,
     # with input current[current_start ...], which is set back to zero once read. Spike flags
     # go to fired[0 .. count - 1]. Free of branches that depend on the data, so it vectorises.
-    # Returns whether any neuron fired.
+    # Returns the offsets of the first and the last neuron that fired, (count, -1) when none.
     psp_decay, psp_gain = constants[0], constants[1]
     ref_decay, ref_gain, threshold = constants[2], constants[3], constants[4]
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    any_fired = False
+    first_fired = np.int32(count)
+    last_fired = np.int32(-1)
     for offset in range(count):
         j = np.uint64(first + offset)
         k = np.uint64(current_start + offset)
@@ -306,8 +305,9 @@ def _srm_step_neurons(a1, a2, r1, r2, first, count, current, current_start, fire
         spike = potential >= threshold
         r1[j] = ref_decay * r1[j] + (one if spike else zero)
         fired[np.uint64(offset)] = spike
-        any_fired |= spike
-    return any_fired
+        first_fired = min(first_fired, np.int32(offset) if spike else np.int32(count))
+        last_fired = max(last_fired, np.int32(offset) if spike else np.int32(-1))
+    return first_fired, last_fired
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -335,7 +335,7 @@ def _layer_pass_body(
     psp_y1, psp_y2, ref_y1, ref_y2, updated_step, awake, awake_rows,
     constants, tables, alpha_refractory, closed_form_decay, merge_gap,
     out_codes, out_counts, out_channel_bits, output_spikes, next_fan_out, next_synaptic_ops,
-    current_scratch, fired_scratch, listed_scratch, runs_scratch, codes_scratch, starts_scratch,
+    current_scratch, fired_scratch, listed_scratch, runs_scratch,
 ):
     # One output row per task:
     # 1. Sum the row's synaptic input for every step, event-driven, from the spikes of the
@@ -384,8 +384,6 @@ def _layer_pass_body(
         fired_words = fired.view(np.uint64)
         column_listed = listed_scratch[thread]
         run_bounds = runs_scratch[thread]
-        step_codes = codes_scratch[thread]
-        column_starts = starts_scratch[thread]
         a1, a2, r1, r2 = psp_y1[row], psp_y2[row], ref_y1[row], ref_y2[row]
         row_updated, row_awake = updated_step[row], awake[row]
         row_out = out_codes[row]
@@ -452,25 +450,28 @@ def _layer_pass_body(
                     _decay_skipped(a1, a2, r1, r2, column * channels, channels, gap, tables, last_table_entry,
                                    alpha_refractory)
         spike_count = 0
+        next_fan_out_row = next_fan_out[row]
         for t in range(steps):
+            step_first_spike = spike_count
+            step_synaptic_ops = 0
             for run in range(run_count):
                 first = run_bounds[2 * run] * channels
                 count = run_bounds[2 * run + 1] * channels - first
-                if not _srm_step_neurons(a1, a2, r1, r2, first, count, current, t * row_length + first, fired,
-                                         constants, alpha_refractory):
-                    continue
-                # Spikes are rare: skip 8 neurons at a time where none fired. Every channel count
-                # is a power of two (out_channel_bits bits), so neuron j is channel j & mask of
-                # column j >> bits.
-                for word in range((count + 7) >> 3):
-                    if fired_words[np.uint64(word)] == 0:
-                        continue
-                    for offset in range(word << 3, min((word << 3) + 8, count)):
-                        if fired[np.uint64(offset)]:
-                            neuron = first + offset
-                            column_step = (((neuron >> out_channel_bits) << STEP_BITS) | t) << out_channel_bits
-                            step_codes[np.uint64(spike_count)] = column_step | (neuron & out_channel_mask)
-                            spike_count += 1
+                first_fired, last_fired = _srm_step_neurons(a1, a2, r1, r2, first, count, current,
+                                                            t * row_length + first, fired, constants,
+                                                            alpha_refractory)
+                # Every channel count is a power of two (out_channel_bits bits), so neuron j is
+                # channel j & mask of column j >> bits.
+                for offset in range(first_fired, last_fired + 1):
+                    if fired[np.uint64(offset)]:
+                        neuron = first + offset
+                        column = neuron >> out_channel_bits
+                        row_out[np.uint64(spike_count)] = (((column << STEP_BITS) | t) << out_channel_bits) | (
+                            neuron & out_channel_mask)
+                        spike_count += 1
+                        step_synaptic_ops += next_fan_out_row[np.uint64(column)]
+            per_row_counts[row, t] = spike_count - step_first_spike
+            per_row_ops[row, t] = step_synaptic_ops
 
         # 4. Sleep where the potential can no longer reach the threshold without input.
         any_awake = 0
@@ -481,23 +482,6 @@ def _layer_pass_body(
                 any_awake |= row_awake[column]
         awake_rows[row] = any_awake
 
-        # The codes came out by step, then column, then channel; a counting sort by column,
-        # which keeps that order within a column, puts them in SpikeRows order.
-        column_shift = out_channel_bits + STEP_BITS
-        for index in range(spike_count):
-            code = step_codes[np.uint64(index)]
-            column_starts[(code >> column_shift) + 1] += 1
-            t = (code >> out_channel_bits) & STEP_MASK
-            per_row_counts[row, t] += 1
-            per_row_ops[row, t] += next_fan_out[row, code >> column_shift]
-        for column in range(width):
-            column_starts[column + 1] += column_starts[column]
-        for index in range(spike_count):
-            code = step_codes[np.uint64(index)]
-            column = code >> column_shift
-            row_out[np.uint64(column_starts[column])] = code
-            column_starts[column] += 1
-        column_starts[: width + 1] = 0
         out_counts[row] = spike_count
 
     for row in range(height):
@@ -622,8 +606,6 @@ class FastSpikeMSNetwork:
         self._fired = np.zeros((threads, (widest_row + 7) // 8 * 8), np.uint8)
         self._listed = np.zeros((threads, widest), np.uint8)
         self._runs = np.empty((threads, 2 * widest), np.int64)
-        self._step_codes = np.empty((threads, MAX_STEPS_PER_PASS * widest_row), np.int32)
-        self._column_starts = np.zeros((threads, widest + 1), np.int64)  # all zero between rows
         self.reset()
 
     def initial_state(self) -> tuple[FastLayerState, ...]:
@@ -707,7 +689,7 @@ class FastSpikeMSNetwork:
                 target.codes, target.counts, target.channel_bits, output_spikes[index],
                 self._no_fan_out if last else self.layers[index + 1].fan_out,
                 np.zeros(steps, np.int64) if last else synaptic_ops[index + 1],
-                self._current, self._fired, self._listed, self._runs, self._step_codes, self._column_starts,
+                self._current, self._fired, self._listed, self._runs,
             )
             if not last:
                 input_spikes[index + 1] = output_spikes[index]
