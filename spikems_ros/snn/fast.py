@@ -85,6 +85,10 @@ MAX_DECAY_TABLE_LENGTH = 1 << 15
 # stepped in one sweep: starting a sweep costs about as much as stepping 32 idle neurons.
 MERGE_GAP_NEURONS = int(__import__("os").environ.get("MERGE", "32"))
 
+# Tap rows of at most this many weights (3 x channels) are added with a loop of this fixed
+# length, which LLVM turns into one vector operation.
+SHORT_TAP_ROW = 8
+
 # Input spikes per pixel and step are deduplicated with one bit per input channel.
 MAX_INPUT_CHANNELS = 8
 
@@ -94,7 +98,8 @@ class FastLayer(NamedTuple):
 
     transposed: bool
     # Weight vector over output channels for every (input channel, tap row, tap column),
-    # float32 (in_channels, 3 * 3 * out_channels), contiguous over out_channels.
+    # float32 (in_channels, 3 * tap_row_stride): each tap row holds 3 * out_channels weights,
+    # contiguous over tap column then output channel, zero-padded to SHORT_TAP_ROW when shorter.
     footprint: np.ndarray
     out_channels: int
     # Synapses one input spike at each input pixel drives, int64 (in_height, in_width).
@@ -331,7 +336,7 @@ def _may_fire(a1, a2, r1, r2, first, count, constants, closed_form_decay):
 
 
 def _layer_pass_body(
-    in_codes, in_counts, in_channel_bits, in_height, steps, first_step, footprint, transposed,
+    in_codes, in_counts, in_channel_bits, in_height, steps, first_step, footprint, channels, transposed,
     psp_y1, psp_y2, ref_y1, ref_y2, updated_step, awake, awake_rows,
     constants, tables, alpha_refractory, closed_form_decay, merge_gap,
     out_codes, out_counts, out_channel_bits, output_spikes, next_fan_out, next_synaptic_ops,
@@ -352,7 +357,6 @@ def _layer_pass_body(
     # Hot loops index with unsigned integers: numba then drops the negative-index
     # wraparound, whose select hides the access pattern from LLVM and stops it vectorising.
     height = psp_y1.shape[0]
-    channels = footprint.shape[1] // (KERNEL_TAPS * KERNEL_TAPS)
     width = psp_y1.shape[1] // channels
     row_length = width * channels
     last_table_entry = tables.shape[1] - 1
@@ -360,6 +364,7 @@ def _layer_pass_body(
     out_channel_mask = (1 << out_channel_bits) - 1
     flat_footprint = footprint.ravel()
     footprint_length = footprint.shape[1]
+    tap_row_stride = footprint_length // KERNEL_TAPS
     tap_row_length = KERNEL_TAPS * channels
     per_row_counts = np.zeros((height, steps), np.int64)
     per_row_ops = np.zeros((height, steps), np.int64)
@@ -396,7 +401,7 @@ def _layer_pass_body(
             if source_row < 0:
                 continue
             row_codes = in_codes[source_row]
-            tap_row_start = tap_y * tap_row_length
+            tap_row_start = tap_y * tap_row_stride
             for index in range(in_counts[source_row]):
                 code = row_codes[np.uint64(index)]
                 slot = code >> in_channel_bits
@@ -407,9 +412,18 @@ def _layer_pass_body(
                     # Taps 0, 1, 2 reach the adjacent output columns 2x - 1, 2x, 2x + 1, whose
                     # channels lie in a row: one run of 3 x channels weights, clipped at the edges.
                     first_column = 2 * source_column - 1
+                    target = (step_start + first_column) * channels
+                    if tap_row_length <= SHORT_TAP_ROW and first_column >= 0 and first_column + KERNEL_TAPS <= width:
+                        # A fixed length vectorises; the padding adds zeros to the neighbours
+                        # (the buffer has SHORT_TAP_ROW floats of slack at its end).
+                        for q in range(SHORT_TAP_ROW):
+                            current[np.uint64(target + q)] += flat_footprint[np.uint64(weights_start + q)]
+                        column_listed[first_column] = 1
+                        column_listed[first_column + 1] = 1
+                        column_listed[first_column + 2] = 1
+                        continue
                     first_weight = 0 if first_column >= 0 else channels
                     stop_weight = min(tap_row_length, (width - first_column) * channels)
-                    target = (step_start + first_column) * channels
                     for q in range(first_weight, stop_weight):
                         current[np.uint64(target + q)] += flat_footprint[np.uint64(weights_start + q)]
                     for column in range(max(first_column, 0), min(first_column + KERNEL_TAPS, width)):
@@ -569,10 +583,13 @@ class FastSpikeMSNetwork:
             # Convolution weights are (out, in, ky, kx), transposed ones (in, out, ky, kx).
             in_first = weight if layer.geometry.transposed else weight.transpose(1, 0, 2, 3)
             footprint = np.ascontiguousarray(in_first.transpose(0, 2, 3, 1), dtype=np.float32)  # (in, 3, 3, out)
+            tap_row_length = KERNEL_TAPS * footprint.shape[3]
+            tap_rows = np.zeros((footprint.shape[0], KERNEL_TAPS, max(tap_row_length, SHORT_TAP_ROW)), np.float32)
+            tap_rows[:, :, :tap_row_length] = footprint.reshape(footprint.shape[0], KERNEL_TAPS, tap_row_length)
             layers.append(
                 FastLayer(
                     transposed=layer.geometry.transposed,
-                    footprint=footprint.reshape(footprint.shape[0], -1),
+                    footprint=tap_rows.reshape(footprint.shape[0], -1),
                     out_channels=footprint.shape[3],
                     fan_out=fan_out.cpu().numpy().astype(np.int64),
                     output_size=output_size,
@@ -602,7 +619,7 @@ class FastSpikeMSNetwork:
         widest_row = max(size[1] * layer.out_channels for size, layer in zip(output_sizes, self.layers))
         widest = max(size[1] for size in output_sizes)
         threads = numba.config.NUMBA_NUM_THREADS
-        self._current = np.zeros((threads, MAX_STEPS_PER_PASS * widest_row), np.float32)
+        self._current = np.zeros((threads, MAX_STEPS_PER_PASS * widest_row + SHORT_TAP_ROW), np.float32)
         self._fired = np.zeros((threads, (widest_row + 7) // 8 * 8), np.uint8)
         self._listed = np.zeros((threads, widest), np.uint8)
         self._runs = np.empty((threads, 2 * widest), np.int64)
@@ -683,7 +700,7 @@ class FastSpikeMSNetwork:
             last = index + 1 == num_layers
             layer_pass(
                 source.codes, source.counts, source.channel_bits, source.codes.shape[0], steps,
-                self.steps_run, layer.footprint, layer.transposed,
+                self.steps_run, layer.footprint, layer.out_channels, layer.transposed,
                 *state, layer.constants, layer.decay_tables, layer.alpha_refractory, self.closed_form_decay,
                 layer.merge_gap,
                 target.codes, target.counts, target.channel_bits, output_spikes[index],
