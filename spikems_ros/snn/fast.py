@@ -283,36 +283,43 @@ def _decay_skipped(a1, a2, r1, r2, first, count, gap, tables, last_table_entry, 
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _srm_step_neurons(a1, a2, r1, r2, first, count, current, current_start, fired, constants, alpha_refractory):
-    # neuron.srm_step for neurons first .. first + count - 1, one float32 operation at a time,
-    # with input current[current_start ...], which is set back to zero once read. Spike flags
-    # go to fired[0 .. count - 1]. Free of branches that depend on the data, so it vectorises.
-    # Returns the offsets of the first and the last neuron that fired, (count, -1) when none.
+def _srm_run_neurons(a1, a2, r1, r2, first, count, steps, current, current_first, current_step_stride, fired,
+                     fired_range, constants, alpha_refractory):
+    # neuron.srm_step for neurons first .. first + count - 1 through ``steps`` steps, one
+    # float32 operation at a time. Step t reads its input at current[current_first + t *
+    # current_step_stride ...] and sets it back to zero. Spike flags go to fired[t * count +
+    # offset], and fired_range[2t], fired_range[2t + 1] get the offsets of the first and the
+    # last neuron that fired in step t, (count, -1) when none. The sweep over neurons is free
+    # of branches that depend on the data, so it vectorises.
     psp_decay, psp_gain = constants[0], constants[1]
     ref_decay, ref_gain, threshold = constants[2], constants[3], constants[4]
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    first_fired = np.int32(count)
-    last_fired = np.int32(-1)
-    for offset in range(count):
-        j = np.uint64(first + offset)
-        k = np.uint64(current_start + offset)
-        new_a2 = psp_decay * a2[j] + psp_decay * a1[j]
-        a1[j] = psp_decay * a1[j] + current[k]
-        current[k] = zero
-        a2[j] = new_a2
-        if alpha_refractory:
-            new_r2 = ref_decay * r2[j] + ref_decay * r1[j]
-            r2[j] = new_r2
-            potential = psp_gain * new_a2 + ref_gain * new_r2
-        else:
-            potential = psp_gain * new_a2 + ref_gain * (ref_decay * r1[j])
-        spike = potential >= threshold
-        r1[j] = ref_decay * r1[j] + (one if spike else zero)
-        fired[np.uint64(offset)] = spike
-        first_fired = min(first_fired, np.int32(offset) if spike else np.int32(count))
-        last_fired = max(last_fired, np.int32(offset) if spike else np.int32(-1))
-    return first_fired, last_fired
+    for t in range(steps):
+        current_start = current_first + t * current_step_stride
+        fired_start = t * count
+        first_fired = np.int32(count)
+        last_fired = np.int32(-1)
+        for offset in range(count):
+            j = np.uint64(first + offset)
+            k = np.uint64(current_start + offset)
+            new_a2 = psp_decay * a2[j] + psp_decay * a1[j]
+            a1[j] = psp_decay * a1[j] + current[k]
+            current[k] = zero
+            a2[j] = new_a2
+            if alpha_refractory:
+                new_r2 = ref_decay * r2[j] + ref_decay * r1[j]
+                r2[j] = new_r2
+                potential = psp_gain * new_a2 + ref_gain * new_r2
+            else:
+                potential = psp_gain * new_a2 + ref_gain * (ref_decay * r1[j])
+            spike = potential >= threshold
+            r1[j] = ref_decay * r1[j] + (one if spike else zero)
+            fired[np.uint64(fired_start + offset)] = spike
+            first_fired = min(first_fired, np.int32(offset) if spike else np.int32(count))
+            last_fired = max(last_fired, np.int32(offset) if spike else np.int32(-1))
+        fired_range[2 * t] = first_fired
+        fired_range[2 * t + 1] = last_fired
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -340,7 +347,7 @@ def _layer_pass_body(
     psp_y1, psp_y2, ref_y1, ref_y2, updated_step, awake, awake_rows,
     constants, tables, alpha_refractory, closed_form_decay, merge_gap,
     out_codes, out_counts, out_channel_bits, output_spikes, next_fan_out, next_synaptic_ops,
-    current_scratch, fired_scratch, listed_scratch, runs_scratch,
+    current_scratch, fired_scratch, range_scratch, listed_scratch, runs_scratch,
 ):
     # One output row per task:
     # 1. Sum the row's synaptic input for every step, event-driven, from the spikes of the
@@ -386,7 +393,7 @@ def _layer_pass_body(
         thread = numba.get_thread_id()
         current = current_scratch[thread]
         fired = fired_scratch[thread]
-        fired_words = fired.view(np.uint64)
+        fired_range = range_scratch[thread]
         column_listed = listed_scratch[thread]
         run_bounds = runs_scratch[thread]
         a1, a2, r1, r2 = psp_y1[row], psp_y2[row], ref_y1[row], ref_y2[row]
@@ -463,29 +470,27 @@ def _layer_pass_body(
                 if closed_form_decay and gap > 0:
                     _decay_skipped(a1, a2, r1, r2, column * channels, channels, gap, tables, last_table_entry,
                                    alpha_refractory)
+        # Run by run through all steps: the codes of one step still come out in rising column
+        # order, which fixes the summation order in the next layer.
         spike_count = 0
         next_fan_out_row = next_fan_out[row]
-        for t in range(steps):
-            step_first_spike = spike_count
-            step_synaptic_ops = 0
-            for run in range(run_count):
-                first = run_bounds[2 * run] * channels
-                count = run_bounds[2 * run + 1] * channels - first
-                first_fired, last_fired = _srm_step_neurons(a1, a2, r1, r2, first, count, current,
-                                                            t * row_length + first, fired, constants,
-                                                            alpha_refractory)
+        for run in range(run_count):
+            first = run_bounds[2 * run] * channels
+            count = run_bounds[2 * run + 1] * channels - first
+            _srm_run_neurons(a1, a2, r1, r2, first, count, steps, current, first, row_length, fired, fired_range,
+                             constants, alpha_refractory)
+            for t in range(steps):
                 # Every channel count is a power of two (out_channel_bits bits), so neuron j is
                 # channel j & mask of column j >> bits.
-                for offset in range(first_fired, last_fired + 1):
-                    if fired[np.uint64(offset)]:
+                for offset in range(fired_range[2 * t], fired_range[2 * t + 1] + 1):
+                    if fired[np.uint64(t * count + offset)]:
                         neuron = first + offset
                         column = neuron >> out_channel_bits
                         row_out[np.uint64(spike_count)] = (((column << STEP_BITS) | t) << out_channel_bits) | (
                             neuron & out_channel_mask)
                         spike_count += 1
-                        step_synaptic_ops += next_fan_out_row[np.uint64(column)]
-            per_row_counts[row, t] = spike_count - step_first_spike
-            per_row_ops[row, t] = step_synaptic_ops
+                        per_row_counts[row, t] += 1
+                        per_row_ops[row, t] += next_fan_out_row[np.uint64(column)]
 
         # 4. Sleep where the potential can no longer reach the threshold without input.
         any_awake = 0
@@ -620,7 +625,8 @@ class FastSpikeMSNetwork:
         widest = max(size[1] for size in output_sizes)
         threads = numba.config.NUMBA_NUM_THREADS
         self._current = np.zeros((threads, MAX_STEPS_PER_PASS * widest_row + SHORT_TAP_ROW), np.float32)
-        self._fired = np.zeros((threads, (widest_row + 7) // 8 * 8), np.uint8)
+        self._fired = np.zeros((threads, MAX_STEPS_PER_PASS * widest_row), np.uint8)
+        self._fired_range = np.zeros((threads, 2 * MAX_STEPS_PER_PASS), np.int32)
         self._listed = np.zeros((threads, widest), np.uint8)
         self._runs = np.empty((threads, 2 * widest), np.int64)
         self.reset()
@@ -706,7 +712,7 @@ class FastSpikeMSNetwork:
                 target.codes, target.counts, target.channel_bits, output_spikes[index],
                 self._no_fan_out if last else self.layers[index + 1].fan_out,
                 np.zeros(steps, np.int64) if last else synaptic_ops[index + 1],
-                self._current, self._fired, self._listed, self._runs,
+                self._current, self._fired, self._fired_range, self._listed, self._runs,
             )
             if not last:
                 input_spikes[index + 1] = output_spikes[index]
