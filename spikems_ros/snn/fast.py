@@ -482,6 +482,8 @@ def _layer_pass_body(
             for t in range(steps):
                 # Every channel count is a power of two (out_channel_bits bits), so neuron j is
                 # channel j & mask of column j >> bits.
+                step_first_spike = spike_count
+                step_synaptic_ops = 0
                 for offset in range(fired_range[2 * t], fired_range[2 * t + 1] + 1):
                     if fired[np.uint64(t * count + offset)]:
                         neuron = first + offset
@@ -489,8 +491,10 @@ def _layer_pass_body(
                         row_out[np.uint64(spike_count)] = (((column << STEP_BITS) | t) << out_channel_bits) | (
                             neuron & out_channel_mask)
                         spike_count += 1
-                        per_row_counts[row, t] += 1
-                        per_row_ops[row, t] += next_fan_out_row[np.uint64(column)]
+                        step_synaptic_ops += next_fan_out_row[np.uint64(column)]
+                if spike_count > step_first_spike:
+                    per_row_counts[row, t] += spike_count - step_first_spike
+                    per_row_ops[row, t] += step_synaptic_ops
 
         # 4. Sleep where the potential can no longer reach the threshold without input.
         any_awake = 0
