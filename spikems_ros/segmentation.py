@@ -58,13 +58,15 @@ class StreamSegmenter:
     of a chunk before the next layer starts). The spikes do not depend on the
     chunking. ``inference`` picks the path (``INFERENCE_PATHS``); "fast" falls back
     to "reference", with a log message, on CUDA or for a network it cannot run.
-    The two paths give identical spikes when every convolution sum is exact in
-    float32 and may otherwise differ in rare spikes (see ``snn.fast``). ``threads``
-    is the fast path's thread count; the reference path uses PyTorch's setting.
+    The paths may differ in rare spikes (see ``snn.fast``); with
+    ``closed_form_decay=False`` the fast path gives the reference path's spikes bit
+    for bit whenever every convolution sum is exact in float32, at some cost in
+    speed. ``threads`` is the fast path's thread count; the reference path uses
+    PyTorch's setting.
     """
 
     def __init__(self, network: SpikeMSNetwork, width: int, height: int, *, chunk_bins: int = 16,
-                 device: str = "cpu", inference: str = "fast", threads: int = 1):
+                 device: str = "cpu", inference: str = "fast", threads: int = 1, closed_form_decay: bool = True):
         if chunk_bins < 1:
             raise ValueError(f"chunk_bins = {chunk_bins!r} is invalid: expected an integer >= 1")
         if inference not in INFERENCE_PATHS:
@@ -81,7 +83,8 @@ class StreamSegmenter:
         if self.inference == "fast":
             from spikems_ros.snn.fast import FastSpikeMSNetwork
 
-            self._fast = FastSpikeMSNetwork(self.network, self.height, self.width, threads=threads)
+            self._fast = FastSpikeMSNetwork(self.network, self.height, self.width, threads=threads,
+                                            closed_form_decay=closed_form_decay)
         self.reset()
 
     def _choose_inference(self, requested: str) -> str:
