@@ -281,12 +281,19 @@ class WindowClassifier:
         self._next_window_start_us = None
 
     def add_events(self, events: np.ndarray) -> None:
-        """Add input events (the ones the binner accepted, any chunking, sorted by time)."""
+        """Add input events (the ones the binner accepted, any chunking, sorted by time).
+
+        Events may start before the latest event held, by up to the binner's backward
+        tolerance (reordering between packets); the held events stay sorted by time.
+        """
         if events.shape[0] == 0:
             return
         if self._next_window_start_us is None:
             self._next_window_start_us = int(events["t"][0]) // self.window_us * self.window_us
+        late = self._events.shape[0] and events["t"][0] < self._events["t"][-1]
         self._events = np.concatenate([self._events, events])
+        if late:
+            self._events = self._events[np.argsort(self._events["t"], kind="stable")]
 
     def add_output(self, output: NetworkOutput) -> None:
         """Add the network output for consecutive bins."""

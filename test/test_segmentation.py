@@ -158,6 +158,19 @@ def test_classifier_reads_delayed_output_bins():
     assert window.synaptic_ops.tolist() == [10] * 6
 
 
+def test_classifier_keeps_late_events_in_time_order():
+    # The binner accepts events up to its backward tolerance late, in a later chunk.
+    classifier = WindowClassifier(4, 3, bin_us=1000, window_bins=10, output_delay_bins=6, num_layers=6)
+    classifier.add_events(make_events([1, 2], [1, 1], [500, 4000], [1, 0]))
+    classifier.add_events(make_events([3, 0], [2, 2], [3500, 9000], [1, 1]))
+    classifier.add_output(hand_made_output(np.arange(16) * 1000, []))
+
+    window = classifier.pop_windows()[0]
+
+    assert window.events["t"].tolist() == [500, 3500, 4000, 9000]
+    assert window.events["x"].tolist() == [1, 3, 2, 0]
+
+
 def test_classifier_waits_for_delayed_bins():
     classifier = WindowClassifier(4, 3, bin_us=1000, window_bins=10, output_delay_bins=6, num_layers=6)
     classifier.add_events(make_events([1], [1], [500], [1]))

@@ -24,7 +24,7 @@ import torch
 from spikems_ros.events.binning import SpikeBins, StreamingBinner
 from spikems_ros.benchmarks.peer import PEER_NAME, SnnTorchSpikeMS, peer_available
 from spikems_ros.benchmarks.scenes import scene_stream
-from spikems_ros.benchmarks.system import PeakMemory, machine_summary
+from spikems_ros.benchmarks.system import PeakMemory, machine_summary, usable_cores
 from spikems_ros.segmentation import StreamSegmenter
 from spikems_ros.snn.weights import load_network
 
@@ -42,7 +42,8 @@ class StreamBenchConfig:
     seconds: float = 2.0  # event time per rate
     chunk_bins: int = 10  # bins per call of the chunked paths (the node's 10 ms window)
     device: str = "cpu"  # device of the reference and peer paths; the fast path runs on the CPU
-    threads: int = 1  # CPU threads of every path (PyTorch's and numba's), the same for a fair comparison
+    # CPU threads of every path (PyTorch's and numba's), the same for a fair comparison.
+    threads: int = dataclasses.field(default_factory=usable_cores)
     seed: int = 1  # scene seed
 
     def __post_init__(self):

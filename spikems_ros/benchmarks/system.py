@@ -9,6 +9,13 @@ STATUS_PATH = Path("/proc/self/status")
 CLEAR_REFS_PATH = Path("/proc/self/clear_refs")
 
 
+def usable_cores() -> int:
+    """Return the number of CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def machine_summary() -> dict:
     """Return the CPU model, the logical core count, the load averages and the date (UTC)."""
     model = platform.processor() or platform.machine()

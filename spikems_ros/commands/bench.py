@@ -43,8 +43,9 @@ def register(subparsers) -> None:
                         help="bins per call of the reference and fast paths (default: 10, one 10 ms window)")
     stream.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="device of the reference and peer paths; the fast path runs on the CPU (default: cpu)")
-    stream.add_argument("--threads", type=int, default=1,
-                        help="CPU threads of every path; more pays only on idle cores (default: 1)")
+    stream.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of every path; more pays only on idle cores "
+                             "(default: every core this process may use)")
     stream.add_argument("--weights", default=None, help="weights file (default: the shipped weights)")
     stream.add_argument("--json", action="store_true", help="print the report as one JSON object")
     stream.set_defaults(func=run_stream)
@@ -68,12 +69,13 @@ def register(subparsers) -> None:
 
 def run_stream(args) -> int:
     from spikems_ros.benchmarks.stream import StreamBenchConfig, format_stream_report, run_stream_bench
+    from spikems_ros.benchmarks.system import usable_cores
     from spikems_ros.commands.segment import default_weights_path
 
     config = StreamBenchConfig(
         weights=str(args.weights or default_weights_path()), width=args.width, height=args.height,
         rates_ev_s=_rates(args.rates), seconds=args.seconds, chunk_bins=args.chunk_bins, device=args.device,
-        threads=args.threads,
+        threads=args.threads if args.threads is not None else usable_cores(),
     )
     report = run_stream_bench(config)
     print(json.dumps(report) if args.json else format_stream_report(report))

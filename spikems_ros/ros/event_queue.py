@@ -108,6 +108,33 @@ class EventQueue:
             self._events -= int(packet.events.shape[0])
             return packet
 
+    def get_run(self, timeout_s: float, max_packets: int, max_gap_us: int) -> list:
+        """Remove and return the oldest packet and the packets that continue it; [] on timeout or when closed.
+
+        A packet continues the one before it when it has the same size and frame and its
+        earliest event lies from 0 to ``max_gap_us`` after the previous packet's latest
+        event, so the run's events, concatenated, are one stream without a time jump.
+        At most ``max_packets`` packets are returned.
+        """
+        with self._condition:
+            if not self._packets and not self._closed:
+                self._condition.wait(timeout_s)
+            run = []
+            while self._packets and len(run) < max_packets:
+                packet = self._packets[0]
+                if run:
+                    previous = run[-1]
+                    gap_us = int(packet.events["t"].min()) - int(previous.events["t"].max())
+                    same_stream = (packet.width, packet.height, packet.frame_id) == (
+                        previous.width, previous.height, previous.frame_id)
+                    if not same_stream or not 0 <= gap_us <= max_gap_us:
+                        break
+                self._packets.popleft()
+                self._span_us -= packet.span_us
+                self._events -= int(packet.events.shape[0])
+                run.append(packet)
+            return run
+
     def close(self) -> None:
         """Wake every waiting ``get``; later calls return what is left, then None."""
         with self._condition:

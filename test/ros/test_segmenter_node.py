@@ -348,6 +348,31 @@ def test_queue_close_wakes_waiting_get():
     assert results == [None]
 
 
+def test_queue_run_joins_continuing_packets():
+    queue = EventQueue(max_span_us=10**9)
+    for start_us in (0, 1000, 2000):
+        queue.put(events_between(start_us, start_us + 999), 640, 480, "camera")
+    queue.put(events_between(3000, 3999), 320, 240, "camera")  # another size
+    queue.put(events_between(4000, 4999), 320, 240, "camera")
+    queue.put(events_between(100_000, 100_999), 320, 240, "camera")  # a gap of 95 ms
+    queue.put(events_between(0, 999), 320, 240, "camera")  # time went backwards
+
+    runs = [queue.get_run(0.0, max_packets=100, max_gap_us=10_000) for _ in range(5)]
+
+    assert [len(run) for run in runs] == [3, 2, 1, 1, 0]
+    assert [int(run[0].events["t"][0]) for run in runs[:4]] == [0, 3000, 100_000, 0]
+    assert queue.queued_packets == 0
+    assert queue.queued_span_us == 0
+
+
+def test_queue_run_stops_at_max_packets():
+    queue = EventQueue(max_span_us=10**9)
+    for start_us in range(0, 5000, 1000):
+        queue.put(events_between(start_us, start_us + 999), 640, 480, "camera")
+    assert len(queue.get_run(0.0, max_packets=3, max_gap_us=10_000)) == 3
+    assert len(queue.get_run(0.0, max_packets=3, max_gap_us=10_000)) == 2
+
+
 def test_queue_rejects_invalid_bounds():
     with pytest.raises(ValueError, match="max_span_us = 0"):
         EventQueue(max_span_us=0)

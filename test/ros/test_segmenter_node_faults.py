@@ -187,6 +187,7 @@ def test_backward_time_step_keeps_state(tmp_path, weights_path):  # noqa: F811
     diagnostics = process_and_stop(node, driver, packets, packets_processed=len(packets), events_processed=len(sent))
 
     assert diagnostics["time_resets"] == "0"
+    assert diagnostics["processing_errors"] == "0", node.log_text()
     assert diagnostics["events_received"] == str(len(sent))
     assert_recovered(driver, sent, step_us)
 
