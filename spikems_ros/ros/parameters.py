@@ -83,8 +83,9 @@ PARAMETER_SPECS = (
         "-1 or an integer >= 0", _at_least(-1),
     ),
     ParameterSpec(
-        "chunk_bins", 1,
-        "bins run per network call; more is faster on a GPU and adds that many bins of latency",
+        "chunk_bins", 16,
+        "largest number of bins run per network call: the node runs every complete bin at once, "
+        "in calls of at most this many; larger calls cost less per bin and add no latency",
         "an integer >= 1", _at_least(1),
     ),
     ParameterSpec(
