@@ -29,7 +29,7 @@ class PipelineConfig:
     bin_width_us: int = 1000  # width of one network time step; must match the weights
     window_bins: int = 10  # bins per published window (the publish period)
     output_delay_bins: int = 6  # bins between input and the output read for it
-    chunk_bins: int = 16  # most bins per network call; complete bins run at once, in calls of this many
+    chunk_bins: int = 16  # maximum bins per network call: complete bins run at once, in calls of this many
     box_min_pixels: int = 12  # smaller foreground blobs are not reported as objects
     box_merge_distance_px: int = 3  # foreground pixels this close belong to one object
     box_noise_min_neighbours: int = 1  # foreground pixels with fewer foreground neighbours are noise

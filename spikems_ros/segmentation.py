@@ -58,10 +58,10 @@ class StreamSegmenter:
     of a chunk before the next layer starts). The spikes do not depend on the
     chunking. ``inference`` picks the path (``INFERENCE_PATHS``); "fast" falls back
     to "reference", with a log message, on CUDA or for a network it cannot run.
-    The paths may differ in rare spikes (see ``snn.fast``); with
+    The paths may differ in rare spikes (see ``snn.fast``). With
     ``closed_form_decay=False`` the fast path gives the reference path's spikes bit
     for bit whenever every convolution sum is exact in float32, at some cost in
-    speed. ``threads`` is the fast path's thread count; the reference path uses
+    speed. ``threads`` is the fast path's thread count, and the reference path uses
     PyTorch's setting.
     """
 
@@ -284,7 +284,7 @@ class WindowClassifier:
         """Add input events (the ones the binner accepted, any chunking, sorted by time).
 
         Events may start before the latest event held, by up to the binner's backward
-        tolerance (reordering between packets); the held events stay sorted by time.
+        tolerance (reordering between packets), and the held events stay sorted by time.
         """
         if events.shape[0] == 0:
             return

@@ -164,9 +164,9 @@ def test_fast_rejects_spikes_outside_frame():
         fast.run(2, np.array([0, 1]), np.array([0, 3]), np.array([0, 12]), np.array([0, 1]))
 
 
-def test_closed_form_decay_matches_reference_on_grid_weights():
+def test_closed_form_decay_on_grid_weights():
     # Sparse input, so pixels fall asleep with nonzero state and are decayed in closed
-    # form when input returns; the rounding of that decay is the only difference left.
+    # form when input returns. The rounding of that decay is the only difference left.
     network = random_network(seed=11, grid=True)
     bins, _ = random_bins(40, 30, bins=120, density=0.004, seed=12)
 
@@ -204,8 +204,8 @@ def test_decay_tables_match_stepped_decay():
 
 
 @pytest.mark.parametrize("layer", range(6))
-def test_asleep_neurons_cannot_fire_without_input(layer):
-    # The sleep test bounds the potential of every later step without input; step such
+def test_asleep_neurons_never_fire(layer):
+    # The sleep test bounds the potential of every later step without input. Step such
     # neurons through 100 steps with the float32 recurrence and check none fires.
     config = RELEASED_NEURON_CONFIGS[layer]
     constants = layer_constants(config)
@@ -231,7 +231,7 @@ def test_asleep_neurons_cannot_fire_without_input(layer):
     assert fired[~asleep].any()  # the bound is not vacuous: some awake neurons do fire
 
 
-def test_fast_rejects_channel_counts_that_are_not_powers_of_two():
+def test_fast_rejects_uneven_channel_counts():
     network = SpikeMSNetwork(channels=(2, 12, 32, 64, 32, 16, 2))
 
     assert "not powers of two" in unsupported_reason(network)

@@ -158,7 +158,7 @@ def test_classifier_reads_delayed_output_bins():
     assert window.synaptic_ops.tolist() == [10] * 6
 
 
-def test_classifier_keeps_late_events_in_time_order():
+def test_classifier_sorts_late_events():
     # The binner accepts events up to its backward tolerance late, in a later chunk.
     classifier = WindowClassifier(4, 3, bin_us=1000, window_bins=10, output_delay_bins=6, num_layers=6)
     classifier.add_events(make_events([1, 2], [1, 1], [500, 4000], [1, 0]))

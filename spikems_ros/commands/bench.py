@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     stream.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="device of the reference and peer paths; the fast path runs on the CPU (default: cpu)")
     stream.add_argument("--threads", type=int, default=None,
-                        help="CPU threads of every path; more pays only on idle cores "
+                        help="CPU threads of every path, the same for each; more pay only on idle cores "
                              "(default: every core this process may use)")
     stream.add_argument("--weights", default=None, help="weights file (default: the shipped weights)")
     stream.add_argument("--json", action="store_true", help="print the report as one JSON object")

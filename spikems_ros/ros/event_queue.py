@@ -109,7 +109,7 @@ class EventQueue:
             return packet
 
     def get_run(self, timeout_s: float, max_packets: int, max_gap_us: int) -> list:
-        """Remove and return the oldest packet and the packets that continue it; [] on timeout or when closed.
+        """Remove and return the oldest packet and the packets that continue it, or [] on timeout or when closed.
 
         A packet continues the one before it when it has the same size and frame and its
         earliest event lies from 0 to ``max_gap_us`` after the previous packet's latest

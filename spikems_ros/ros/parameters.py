@@ -84,8 +84,8 @@ PARAMETER_SPECS = (
     ),
     ParameterSpec(
         "chunk_bins", 16,
-        "largest number of bins run per network call: the node runs every complete bin at once, "
-        "in calls of at most this many; larger calls cost less per bin and add no latency",
+        "maximum bins per network call: the node runs every complete bin at once, in calls of at "
+        "most this many. Larger calls cost less per bin and add no latency",
         "an integer >= 1", _at_least(1),
     ),
     ParameterSpec(

@@ -11,8 +11,8 @@ spikes, compiled with numba:
   in the pass, or whose pixel is awake. A pixel stays awake while some channel's
   potential could still reach the threshold without further input. Its future
   potential without input is at most ``gain * (decay * max(y2, 0) + peak *
-  max(y1, 0))`` (the refractory term only lowers it; ``peak`` is the largest
-  k * decay**k over steps k >= 1), so a pixel whose bound lies below the threshold
+  max(y1, 0))``, where ``peak`` is the largest k * decay**k over steps k >= 1 (the
+  refractory term only lowers it). So a pixel whose bound lies below the threshold
   cannot spike until its next input and is left asleep. When input reaches it
   again, its state is first decayed over the skipped steps in closed form, ``y1 <-
   a**n y1`` and ``y2 <- a**n y2 + n a**n y1``, from tables of float32 powers.
@@ -84,7 +84,7 @@ KERNEL_TAPS = 3  # 3x3 kernels, stride 2, padding 1 (see geometry)
 # 1e-7) and of the stepped recurrence over the steps in which a potential can peak.
 SLEEP_MARGIN = 1e-4
 
-# Length cap of the decay power tables; longer gaps apply the last entry repeatedly.
+# Length cap of the decay power tables. Longer gaps apply the last entry repeatedly.
 MAX_DECAY_TABLE_LENGTH = 1 << 15
 
 # Runs of active columns less than this many neurons apart (gap columns x channels) are
@@ -125,7 +125,7 @@ class FastLayerState(NamedTuple):
     """Neuron state of one layer: filter stages float32 (height, width * channel), per pixel bookkeeping.
 
     A pixel's filter stages hold its state after step ``updated_step`` (counted by
-    ``FastSpikeMSNetwork.steps_run``); pixels asleep since an earlier step are
+    ``FastSpikeMSNetwork.steps_run``). Pixels asleep since an earlier step are
     decayed to the current step when input reaches them.
     """
 
@@ -143,7 +143,7 @@ class SpikeRows(NamedTuple):
 
     Row y holds ``counts[y]`` codes ``(((x << STEP_BITS) | step) << channel_bits) | channel``
     without repeats. Within one step, a layer's output codes rise by column, then
-    channel; the input layer's keep the order of the input. Shifts instead of
+    channel, and the input layer's keep the order of the input. Shifts instead of
     products keep integer division out of the kernels.
     """
 
@@ -193,7 +193,7 @@ def decay_tables(config: NeuronConfig) -> np.ndarray:
     filters are zero in float32, or at ``MAX_DECAY_TABLE_LENGTH``.
     """
     decays = [float(np.float32(config.psp_decay)), float(np.float32(config.refractory_decay))]
-    # float32 is zero below about 7e-46; a state of up to 1e38 times a**n then rounds to zero.
+    # float32 rounds to zero below about 7e-46, so a state of up to 1e38 times a**n < 1e-130 is zero.
     slowest = max(decays)
     length = MAX_DECAY_TABLE_LENGTH
     if slowest < 1.0:
@@ -428,7 +428,7 @@ def _layer_pass_body(
                     first_column = 2 * source_column - 1
                     target = (step_start + first_column) * channels
                     if tap_row_length <= SHORT_TAP_ROW and first_column >= 0 and first_column + KERNEL_TAPS <= width:
-                        # A fixed length vectorises; the padding adds zeros to the neighbours
+                        # A fixed length vectorises, and the padding adds zeros to the neighbours
                         # (the buffer has SHORT_TAP_ROW floats of slack at its end).
                         for q in range(SHORT_TAP_ROW):
                             current[np.uint64(target + q)] += flat_footprint[np.uint64(weights_start + q)]
@@ -619,7 +619,7 @@ class FastSpikeMSNetwork:
         # The last layer's spikes drive no further synapses.
         self._no_fan_out = np.zeros(output_sizes[-1], np.int64)
 
-        # Spike codes between layers, reused across passes; index 0 is the input. Only
+        # Spike codes between layers, reused across passes, with the input at index 0. Only
         # the pages a pass writes are ever touched, so the capacity costs address space.
         sizes = ((self.height, self.width),) + output_sizes
         channel_counts = (self.input_channels,) + tuple(layer.out_channels for layer in self.layers)
