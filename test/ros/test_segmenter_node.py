@@ -581,9 +581,11 @@ def test_node_drops_oldest_when_behind(ros_context, weights_file):
     node = make_node(ros_context, weights_file, max_latency_ms=5)
     # Hold the worker inside its first packet so that the queue fills up behind it.
     gate = threading.Event()
+    entered = threading.Event()
     process = node._process
 
     def gated_process(packet):
+        entered.set()
         gate.wait(10.0)
         process(packet)
 
@@ -593,7 +595,9 @@ def test_node_drops_oldest_when_behind(ros_context, weights_file):
 
     node._process = gated_process
     try:
-        for seq in range(20):
+        node._on_packet(mono_packet(random_events(rng, 50, START_US, 2000), seq=0))
+        assert entered.wait(10.0), "the worker did not take the first packet"
+        for seq in range(1, 20):
             node._on_packet(mono_packet(random_events(rng, 50, START_US + seq * 2000, 2000), seq=seq))
         gate.set()
         assert wait_for(finished), node.snapshot()
