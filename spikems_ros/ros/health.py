@@ -38,6 +38,7 @@ class HealthSnapshot:
     resolution_changes: int = 0
     processing_errors: int = 0  # packets whose processing raised and was skipped
     worker_busy_s: float = 0.0  # wall time the worker spent running the pipeline and publishing
+    worker_bins: int = 0  # bins run by the worker calls that worker_busy_s counts
     bin_processing_ms_median: float = 0.0  # median network time per bin over recent bins
     queued_packets: int = 0
     queued_span_us: int = 0
@@ -57,9 +58,8 @@ def health_report(current: HealthSnapshot, previous: HealthSnapshot | None, bin_
     previous = previous or HealthSnapshot(wall_s=current.wall_s)
     period_s = current.wall_s - previous.wall_s
     new_events = current.events_received - previous.events_received
-    new_bins = current.bins_processed - previous.bins_processed
     busy_s = current.worker_busy_s - previous.worker_busy_s
-    stream_s = new_bins * bin_width_us / 1e6
+    stream_s = (current.worker_bins - previous.worker_bins) * bin_width_us / 1e6
 
     event_rate = new_events / period_s if period_s > 0 else 0.0
     real_time_factor = busy_s / stream_s if stream_s > 0 else 0.0

@@ -140,7 +140,8 @@ class SegmenterNode(Node):
         self._processing_errors = 0
         self._packets_processed = 0
         self._windows_published = 0
-        self._worker_busy_s = 0.0
+        # Wall time of the worker's finished calls and the bins they ran, in seconds and bins.
+        self._worker_totals = (0.0, 0)
         self._output_seq = 0
         self._last_foreground_time_us = None
         self._last_window_end_us = None
@@ -293,8 +294,9 @@ class SegmenterNode(Node):
             if len(run) > 1:
                 packet = dataclasses.replace(packet, events=np.concatenate([queued.events for queued in run]))
             started_s = time.perf_counter()
+            bins_run = 0
             try:
-                self._process(packet)
+                bins_run = self._process(packet)
             except (ValueError, RuntimeError) as error:
                 # RuntimeError covers PyTorch failures such as running out of GPU memory.
                 self._processing_errors += 1
@@ -303,13 +305,18 @@ class SegmenterNode(Node):
                     f"{error} ({self._processing_errors} errors so far)",
                     throttle_duration_sec=LOG_THROTTLE_S,
                 )
-            self._worker_busy_s += time.perf_counter() - started_s
+            # One assignment, so that a diagnostics snapshot reads busy time and bins of the
+            # same finished calls: a call can span several diagnostics periods.
+            busy_s, bins = self._worker_totals
+            self._worker_totals = (busy_s + time.perf_counter() - started_s, bins + bins_run)
             self._packets_processed += len(run)
 
-    def _process(self, packet) -> None:
+    def _process(self, packet) -> int:
+        """Run the packet's events through the pipeline, publish the finished windows, return the bins run."""
         if not self.settings.frame_id:
             self._frame_id = packet.frame_id
         pipeline = self._pipeline_for(packet.width, packet.height)
+        bins_before = pipeline.counters.bins_processed
 
         resets_before = pipeline.counters.time_resets
         results = pipeline.push_events(packet.events)
@@ -322,6 +329,7 @@ class SegmenterNode(Node):
 
         for result in results:
             self._publish(result, pipeline)
+        return pipeline.counters.bins_processed - bins_before
 
     def _pipeline_for(self, width: int, height: int) -> SegmentationPipeline:
         """Return the pipeline for the packet's resolution, building or resizing it first."""
@@ -393,7 +401,8 @@ class SegmenterNode(Node):
             untimed_events_dropped=self._decoder.untimed_events_dropped,
             resolution_changes=self._resolution_changes,
             processing_errors=self._processing_errors,
-            worker_busy_s=self._worker_busy_s,
+            worker_busy_s=self._worker_totals[0],
+            worker_bins=self._worker_totals[1],
             queued_packets=self._queue.queued_packets,
             queued_span_us=self._queue.queued_span_us,
         )

@@ -384,9 +384,10 @@ def test_queue_rejects_invalid_bounds():
 
 
 def test_health_report_rates():
-    previous = HealthSnapshot(wall_s=10.0, events_received=1000, bins_processed=100, worker_busy_s=1.0)
+    previous = HealthSnapshot(wall_s=10.0, events_received=1000, bins_processed=100, worker_busy_s=1.0,
+                              worker_bins=100)
     current = HealthSnapshot(wall_s=12.0, events_received=5000, bins_processed=300, worker_busy_s=1.1,
-                             width=640, height=480)
+                             worker_bins=300, width=640, height=480)
     values, level, message = health_report(current, previous, bin_width_us=1000)
     assert values["input_event_rate_per_s"] == "2000"
     assert values["real_time_factor"] == "0.500"
@@ -399,7 +400,7 @@ def test_health_report_rates():
 def test_health_report_warns_on_problems():
     previous = HealthSnapshot(wall_s=0.0)
     current = HealthSnapshot(wall_s=1.0, events_received=10, dropped_packets=3, lost_packets=1, decode_errors=2,
-                             bins_processed=10, worker_busy_s=0.02, dropped_span_us=7500)
+                             bins_processed=10, worker_busy_s=0.02, worker_bins=10, dropped_span_us=7500)
     values, level, message = health_report(current, previous, bin_width_us=1000)
     assert level == LEVEL_WARN
     assert "slower than real time (factor 2.00)" in message
@@ -407,6 +408,17 @@ def test_health_report_warns_on_problems():
     assert "1 lost packets" in message
     assert "2 decode errors" in message
     assert values["dropped_bins"] == "7"
+
+
+def test_health_report_counts_finished_calls_only():
+    # A call that ran bins 100..300 finished after the first snapshot: its bins and its
+    # busy time both count in the second period, not the bins alone in the first.
+    first = HealthSnapshot(wall_s=10.0, bins_processed=300, worker_busy_s=1.0, worker_bins=100)
+    second = HealthSnapshot(wall_s=11.0, bins_processed=300, worker_busy_s=1.1, worker_bins=300)
+
+    values, _, _ = health_report(second, first, bin_width_us=1000)
+
+    assert values["real_time_factor"] == "0.500"
 
 
 def test_health_report_idle():
@@ -587,7 +599,7 @@ def test_node_drops_oldest_when_behind(ros_context, weights_file):
     def gated_process(packet):
         entered.set()
         gate.wait(10.0)
-        process(packet)
+        return process(packet)
 
     def finished() -> bool:
         snapshot = node.snapshot()
