@@ -51,6 +51,20 @@ def test_bench_stream_rejects_bad_rates():
     assert main(["bench", "stream", "--rates", "fast", "--seconds", "0.01"]) == 2
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (["--rates", "inf"], "finite rates > 0"),
+    (["--seconds", "inf"], "seconds = inf is invalid"),
+    (["--rates", "1e9", "--seconds", "2"], "use a lower rate or fewer seconds"),
+    (["--threads", "0"], "threads = 0 is invalid"),
+    (["--threads", "1000"], "threads = 1000 is invalid: expected an integer from 1 to"),
+    (["--width", "0"], "width = 0 is invalid: expected 16 to 65535 pixels"),
+])
+def test_bench_stream_rejects_bad_settings(arguments, message, caplog):
+    # Rejected before any path runs, so these take no time.
+    assert main(["bench", "stream", *arguments]) == 2
+    assert message in caplog.text
+
+
 def test_bench_decode_rejects_zero_repeats(tmp_path, caplog):
     assert main(["bench", "decode", str(tmp_path / "missing.raw"), "--repeats", "0"]) == 2
     assert "--repeats 0 is invalid" in caplog.text

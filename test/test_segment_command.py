@@ -394,3 +394,13 @@ def test_start_past_end_rejected():
 
     with pytest.raises(ValueError, match="--start-s 5"):
         select_time_range(events, 5.0, None)
+
+
+def test_summary_text_without_synaptic_operations(full_run):
+    summary, _, _ = full_run
+    quiet = dict(summary, synaptic_ops=0, energy_ratio=0.0)
+
+    text = segment.format_summary(quiet)
+
+    assert "energy ratio:       n/a (no synaptic operations)" in text
+    assert "x less than the dense ANN" in segment.format_summary(summary)

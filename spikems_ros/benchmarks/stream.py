@@ -16,8 +16,10 @@ fast each path gets through the same spiking work.
 
 import dataclasses
 import logging
+import math
 import time
 
+import numba
 import numpy as np
 import torch
 
@@ -29,6 +31,13 @@ from spikems_ros.segmentation import StreamSegmenter
 from spikems_ros.snn.weights import load_network
 
 LOG = logging.getLogger(__name__)
+
+# Events one generated stream may hold: 16 bytes each, so 1.6 GB.
+MAX_STREAM_EVENTS = 100_000_000
+
+# Sensor sizes the scene generator accepts, in pixels per side.
+MIN_SCENE_SIZE = 16
+MAX_SCENE_SIZE = 65535
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +56,27 @@ class StreamBenchConfig:
     seed: int = 1  # scene seed
 
     def __post_init__(self):
-        if self.width < 1 or self.height < 1:
-            raise ValueError(f"resolution {self.width}x{self.height} is invalid: expected positive sizes")
-        if not self.rates_ev_s or not all(rate > 0 for rate in self.rates_ev_s):
-            raise ValueError(f"rates {self.rates_ev_s!r} are invalid: expected one or more rates > 0 ev/s")
-        if not self.seconds > 0:
-            raise ValueError(f"seconds = {self.seconds!r} is invalid: expected a number > 0")
+        for name, size in (("width", self.width), ("height", self.height)):
+            # The generated scene's limits (spikems_ros.simulation.config).
+            if not MIN_SCENE_SIZE <= size <= MAX_SCENE_SIZE:
+                raise ValueError(f"{name} = {size!r} is invalid: expected {MIN_SCENE_SIZE} to {MAX_SCENE_SIZE} pixels")
+        if not self.rates_ev_s or not all(math.isfinite(rate) and rate > 0 for rate in self.rates_ev_s):
+            raise ValueError(f"rates {self.rates_ev_s!r} are invalid: expected one or more finite rates > 0 ev/s")
+        if not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise ValueError(f"seconds = {self.seconds!r} is invalid: expected a finite number > 0")
+        largest_events = max(self.rates_ev_s) * self.seconds
+        if largest_events > MAX_STREAM_EVENTS:
+            raise ValueError(
+                f"{max(self.rates_ev_s):g} ev/s for {self.seconds:g} s is {largest_events:.3g} events, more than "
+                f"the {MAX_STREAM_EVENTS:.0e} a stream may hold in memory: use a lower rate or fewer seconds"
+            )
         if self.chunk_bins < 1:
             raise ValueError(f"chunk_bins = {self.chunk_bins!r} is invalid: expected an integer >= 1")
-        if self.threads < 1:
-            raise ValueError(f"threads = {self.threads!r} is invalid: expected an integer >= 1")
+        if not 1 <= self.threads <= numba.config.NUMBA_NUM_THREADS:
+            # The fast path's limit, checked here so that a bad value fails before the slow paths run.
+            raise ValueError(
+                f"threads = {self.threads!r} is invalid: expected an integer from 1 to {numba.config.NUMBA_NUM_THREADS}"
+            )
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device {self.device!r} is invalid: expected 'cpu' or 'cuda'")
         if self.device == "cuda" and not torch.cuda.is_available():

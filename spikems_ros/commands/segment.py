@@ -437,8 +437,9 @@ def format_summary(summary: dict) -> str:
     lines += [
         f"windows:            {summary['windows']} of {summary['publish_period_ms']:g} ms",
         f"boxes:              {summary['boxes']}",
-        f"synaptic ops:       {summary['synaptic_ops']}",
-        f"energy ratio:       {summary['energy_ratio']:.1f}x less than the dense ANN",
+        f"synaptic ops:       {summary['synaptic_ops']} (in the windows' output bins)",
+        f"energy ratio:       {summary['energy_ratio']:.1f}x less than the dense ANN" if summary["synaptic_ops"]
+        else "energy ratio:       n/a (no synaptic operations)",
         f"stream duration:    {summary['stream_duration_s']:.6f} s",
         f"processing time:    {summary['processing_s']:.3f} s (network {summary['network_s']:.3f} s)",
         f"real-time factor:   {rtf:.3f}" if rtf is not None else "real-time factor:   n/a",
