@@ -32,7 +32,7 @@ def scene_stream(width: int, height: int, rate_ev_s: float, seconds: float, seed
     scaled_length_us = max(int(round(SCENE_SECONDS * 1e6 * scale)), 1)
     scaled_times_us = (scene.events["t"] * scale).astype(np.int64)
     repeats = int(np.ceil(seconds * 1e6 / scaled_length_us))
-    LOG.info("scene of %d events scaled by %.3f in time, repeated %d times", scene.events.shape[0], scale, repeats)
+    LOG.info("scene of %d events scaled by %.3f in time, played %d time(s)", scene.events.shape[0], scale, repeats)
 
     parts = []
     for repeat in range(repeats):

@@ -20,7 +20,7 @@ spikes, compiled with numba:
   neurons apart are merged), and each run is stepped through every step of the
   pass in one vectorised sweep per step: a pixel's channels are contiguous, so a
   run is one contiguous block of neurons. On the shipped weights and a generated
-  346x260 scene at 1 Mev/s, 20 to 37 % of each layer's pixels are active per
+  346x260 scene at 1 Mev/s, 21 to 37 % of each layer's pixels are active per
   10-bin pass.
 * A chunk of bins runs layer by layer, as the window driver does: a layer receives
   the spikes of the same step from the layer below (every kernel is 0 at lag 0),
