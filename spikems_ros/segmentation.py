@@ -71,6 +71,9 @@ class StreamSegmenter:
             raise ValueError(f"chunk_bins = {chunk_bins!r} is invalid: expected an integer >= 1")
         if inference not in INFERENCE_PATHS:
             raise ValueError(f"inference = {inference!r} is invalid: expected one of {INFERENCE_PATHS}")
+        for name, size in (("width", width), ("height", height)):
+            if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+                raise ValueError(f"{name} = {size!r} is invalid: expected a whole number of pixels >= 1")
         self.network = network.to(device).eval()
         self.width = int(width)
         self.height = int(height)

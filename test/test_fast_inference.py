@@ -158,6 +158,12 @@ def test_invalid_inference_rejected():
         StreamSegmenter(SpikeMSNetwork(), 12, 10, inference="dense")
 
 
+@pytest.mark.parametrize("width, height", [(346.5, 260), (346, 0), (True, 260)])
+def test_invalid_size_rejected(width, height):
+    with pytest.raises(ValueError, match="expected a whole number of pixels >= 1"):
+        StreamSegmenter(SpikeMSNetwork(), width, height)
+
+
 def test_fast_rejects_spikes_outside_frame():
     fast = FastSpikeMSNetwork(SpikeMSNetwork(), 10, 12)
     with pytest.raises(ValueError, match="x values span 0..12, expected 0..11"):

@@ -297,12 +297,13 @@ class SegmenterNode(Node):
             bins_run = 0
             try:
                 bins_run = self._process(packet)
-            except (ValueError, RuntimeError) as error:
-                # RuntimeError covers PyTorch failures such as running out of GPU memory.
+            except Exception as error:  # noqa: BLE001
+                # Bad input raises ValueError and PyTorch failures such as running out of GPU
+                # memory RuntimeError, but whatever fails on one call, the node keeps running.
                 self._processing_errors += 1
                 self.get_logger().error(
                     f"skipped {len(run)} packet(s) of {packet.events.shape[0]} events after a processing error: "
-                    f"{error} ({self._processing_errors} errors so far)",
+                    f"{type(error).__name__}: {error} ({self._processing_errors} errors so far)",
                     throttle_duration_sec=LOG_THROTTLE_S,
                 )
             # One assignment, so that a diagnostics snapshot reads busy time and bins of the

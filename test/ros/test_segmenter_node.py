@@ -421,6 +421,31 @@ def test_health_report_counts_finished_calls_only():
     assert values["real_time_factor"] == "0.500"
 
 
+def test_node_survives_unexpected_processing_error(ros_context, weights_file):
+    rng = np.random.default_rng(8)
+    node = make_node(ros_context, weights_file)
+    process = node._process
+    calls = []
+
+    def failing_once(packet):
+        calls.append(packet)
+        if len(calls) == 1:
+            raise TypeError("simulated bug")
+        return process(packet)
+
+    node._process = failing_once
+    try:
+        node._on_packet(mono_packet(random_events(rng, 50, START_US, 2000), seq=0))
+        assert wait_for(lambda: node.snapshot().processing_errors == 1), node.snapshot()
+        node._on_packet(mono_packet(random_events(rng, 50, START_US + 20_000, 2000), seq=1))
+        assert wait_for(lambda: node.snapshot().packets_processed == 2), node.snapshot()
+        snapshot = node.snapshot()
+    finally:
+        node.destroy_node()
+    assert snapshot.processing_errors == 1
+    assert snapshot.events_processed == 50
+
+
 def test_health_report_idle():
     values, level, message = health_report(HealthSnapshot(wall_s=5.0), None, bin_width_us=1000)
     assert level == LEVEL_OK
