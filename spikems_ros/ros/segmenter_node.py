@@ -298,8 +298,8 @@ class SegmenterNode(Node):
             try:
                 bins_run = self._process(packet)
             except Exception as error:  # noqa: BLE001
-                # Bad input raises ValueError and PyTorch failures such as running out of GPU
-                # memory RuntimeError, but whatever fails on one call, the node keeps running.
+                # Bad input raises ValueError, and PyTorch failures such as running out of GPU
+                # memory raise RuntimeError. Any Exception skips this call only: the worker goes on.
                 self._processing_errors += 1
                 self.get_logger().error(
                     f"skipped {len(run)} packet(s) of {packet.events.shape[0]} events after a processing error: "
