@@ -27,7 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from spikems_ros.snn.geometry import KERNEL_SIZE, PADDING, STRIDE, LayerGeometry
-from spikems_ros.snn.weights import WeightsError, check_metadata, read_torch_dict, write_torch_file_atomically
+from spikems_ros.snn.weights import (
+    WeightsError, check_metadata, check_tensor_names, read_torch_dict, write_torch_file_atomically,
+)
 
 FORMAT_NAME = "spikems-ann2d-weights"
 FORMAT_VERSION = 1
@@ -159,13 +161,8 @@ def read_ann2d_weights(path) -> Ann2dWeights:
         raise Ann2dWeightsError(path, f"missing entries {missing} and unknown entries {unknown}")
 
     tensors = content["tensors"]
-    if not isinstance(tensors, dict):
-        raise Ann2dWeightsError(path, f"tensors must be a dict of name to tensor, got {type(tensors).__name__}")
     expected = Ann2dNetwork().state_dict()
-    missing = sorted(expected.keys() - tensors.keys())
-    unknown = sorted(str(key) for key in tensors.keys() - expected.keys())
-    if missing or unknown:
-        raise Ann2dWeightsError(path, f"missing tensors {missing} and unknown tensors {unknown}")
+    check_tensor_names(path, tensors, expected, Ann2dWeightsError)
     for name, reference in expected.items():
         tensor = tensors[name]
         if not isinstance(tensor, Tensor) or tensor.dtype != reference.dtype or tensor.shape != reference.shape:

@@ -173,14 +173,19 @@ def _parse_neuron_configs(path: Path, entries) -> tuple[NeuronConfig, ...]:
     return tuple(configs)
 
 
-def _check_tensors(path: Path, tensors, network: SpikeMSNetwork) -> dict[str, Tensor]:
+def check_tensor_names(path: Path, tensors, expected: dict, error_type: type = WeightsError) -> None:
+    """Raise ``error_type`` unless ``tensors`` is a dict with exactly the names of ``expected`` (a state dict)."""
     if not isinstance(tensors, dict):
-        raise WeightsError(path, f"tensors must be a dict of name to tensor, got {type(tensors).__name__}")
-    expected = network.state_dict()
+        raise error_type(path, f"tensors must be a dict of name to tensor, got {type(tensors).__name__}")
     missing = sorted(expected.keys() - tensors.keys())
     unknown = sorted(str(key) for key in tensors.keys() - expected.keys())
     if missing or unknown:
-        raise WeightsError(path, f"missing tensors {missing} and unknown tensors {unknown}")
+        raise error_type(path, f"missing tensors {missing} and unknown tensors {unknown}")
+
+
+def _check_tensors(path: Path, tensors, network: SpikeMSNetwork) -> dict[str, Tensor]:
+    expected = network.state_dict()
+    check_tensor_names(path, tensors, expected)
     for name, reference in expected.items():
         tensor = tensors[name]
         if not isinstance(tensor, Tensor) or not tensor.is_floating_point():
