@@ -39,14 +39,17 @@ def _packets(events: np.ndarray, start_us: int, end_us: int) -> list:
 
 
 def evt3_packet_message(chunk: np.ndarray, packet_start_us: int, sequence_number: int, width: int, height: int,
-                        previous_time_us, frame_id: str = "") -> EventPacket:
-    """Encode one packet's events as an evt3 EventPacket stamped with its first event time.
+                        previous_time_us, frame_id: str = "", stamp_us: int | None = None) -> EventPacket:
+    """Encode one packet's events as an evt3 EventPacket stamped with ``stamp_us``, by default its first event time.
 
     ``previous_time_us`` is the last event time of the packet before (None for the
-    first), which the evt3 encoder needs to carry its time words across packets.
+    first), which the evt3 encoder needs to carry its time words across packets. A
+    driver such as metavision_driver stamps packets with host time instead, which
+    ``stamp_us`` reproduces.
     """
     payload, time_base_ns = encode_packet_payload("evt3", chunk, previous_time_us=previous_time_us)
-    stamp_us = int(chunk["t"][0]) if chunk.shape[0] else int(packet_start_us)
+    if stamp_us is None:
+        stamp_us = int(chunk["t"][0]) if chunk.shape[0] else int(packet_start_us)
     message = EventPacket()
     message.header.stamp.sec, message.header.stamp.nanosec = divmod(stamp_us * 1000, 1_000_000_000)
     message.header.frame_id = frame_id

@@ -27,7 +27,7 @@ from test_segmenter_node_dds import (  # noqa: E402
 )
 
 from spikems_ros.events.dtype import EVENT_DTYPE, make_events  # noqa: E402
-from spikems_ros.events.packet import encode_packet_payload  # noqa: E402
+from spikems_ros.ros.demo import evt3_packet_message  # noqa: E402
 
 WIDTH, HEIGHT = 64, 48
 PACKET_US = 2000  # event time of one synthetic packet
@@ -289,17 +289,8 @@ def test_rate_burst_bounded(tmp_path, weights_path):  # noqa: F811
 
 def evt3_packet(events: np.ndarray, *, seq: int, stamp_us: int, previous_time_us=None):
     """An evt3 EventPacket as metavision_driver publishes it: time_base 0, stamped with host time."""
-    payload, time_base_ns = encode_packet_payload("evt3", events, previous_time_us=previous_time_us)
-    message = event_camera_msgs.EventPacket()
-    message.header.stamp.sec = stamp_us // 1_000_000
-    message.header.stamp.nanosec = (stamp_us % 1_000_000) * 1000
-    message.header.frame_id = "evt3_camera"
-    message.width, message.height = WIDTH, HEIGHT
-    message.seq = seq
-    message.time_base = time_base_ns
-    message.encoding = "evt3"
-    message.events = payload
-    return message
+    return evt3_packet_message(events, stamp_us, seq, WIDTH, HEIGHT, previous_time_us, frame_id="evt3_camera",
+                               stamp_us=stamp_us)
 
 
 def evt3_stream(seed: int, *, count: int, sensor_start_us: int, host_start_us: int):
