@@ -206,7 +206,9 @@ def test_decay_tables_match_stepped_decay():
         scale = np.float32(tables[0, n]) * (np.abs(y2) + n * np.abs(y1)) + np.float32(1e-45)
         assert np.all(np.abs(closed_y1 - stepped_y1) <= 1e-5 * scale), n
         assert np.all(np.abs(closed_y2 - stepped_y2) <= 1e-5 * scale), n
-    assert tables[0, -1] == 0 and tables[1, -1] == 0  # the tables end where float32 reaches zero
+    # The tables end where float32 reaches zero.
+    assert tables[0, -1] == 0
+    assert tables[1, -1] == 0
 
 
 @pytest.mark.parametrize("layer", range(6))

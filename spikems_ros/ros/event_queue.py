@@ -25,6 +25,8 @@ class QueuedPacket:
     height: int
     frame_id: str
     span_us: int  # event time this packet adds to the stream, see EventQueue.put
+    first_us: int  # earliest event time
+    last_us: int  # latest event time
 
 
 @dataclass
@@ -63,9 +65,8 @@ class EventQueue:
         self._closed = False
         self._condition = threading.Condition()
 
-    def packet_span_us(self, events: np.ndarray) -> int:
-        """Return the span ``put`` would give a packet of ``events`` (non-empty)."""
-        first_us, last_us = int(events["t"].min()), int(events["t"].max())
+    def packet_span_us(self, first_us: int, last_us: int) -> int:
+        """Return the span ``put`` would give a packet whose events run from ``first_us`` to ``last_us``."""
         if self._last_time_us is None or last_us < self._last_time_us:
             return max(last_us - first_us, 0)
         return last_us - self._last_time_us
@@ -74,10 +75,12 @@ class EventQueue:
         """Queue the events of one packet and return how many older packets were dropped for it."""
         if events.shape[0] == 0:
             return 0
+        # Outside the lock: the worker's get_run holds it and should not wait on this.
+        first_us, last_us = int(events["t"].min()), int(events["t"].max())
         with self._condition:
-            span_us = self.packet_span_us(events)
-            self._last_time_us = int(events["t"].max())
-            self._packets.append(QueuedPacket(events, int(width), int(height), frame_id, span_us))
+            span_us = self.packet_span_us(first_us, last_us)
+            self._last_time_us = last_us
+            self._packets.append(QueuedPacket(events, int(width), int(height), frame_id, span_us, first_us, last_us))
             self._span_us += span_us
             self._events += int(events.shape[0])
             self.counters.packets_in += 1
@@ -111,9 +114,9 @@ class EventQueue:
     def get_run(self, timeout_s: float, max_packets: int, max_gap_us: int) -> list:
         """Remove and return the oldest packet and the packets that continue it, or [] on timeout or when closed.
 
-        A packet continues the one before it when it has the same size and frame and its
+        A packet continues the one before it when it has the same size and frame, and its
         earliest event lies from 0 to ``max_gap_us`` after the previous packet's latest
-        event, so the run's events, concatenated, are one stream without a time jump.
+        event. The run's events, concatenated, are then one stream without a time jump.
         At most ``max_packets`` packets are returned.
         """
         with self._condition:
@@ -124,7 +127,7 @@ class EventQueue:
                 packet = self._packets[0]
                 if run:
                     previous = run[-1]
-                    gap_us = int(packet.events["t"].min()) - int(previous.events["t"].max())
+                    gap_us = packet.first_us - previous.last_us
                     same_stream = (packet.width, packet.height, packet.frame_id) == (
                         previous.width, previous.height, previous.frame_id)
                     if not same_stream or not 0 <= gap_us <= max_gap_us:

@@ -80,8 +80,8 @@ MAX_STEPS_PER_PASS = 1 << STEP_BITS
 KERNEL_TAPS = 3  # 3x3 kernels, stride 2, padding 1 (see geometry)
 
 # A pixel is left asleep only when its bound on the future potential lies below the
-# threshold by this fraction: far above the float32 rounding of the bound (a few
-# 1e-7) and of the stepped recurrence over the steps in which a potential can peak.
+# threshold by this fraction. The margin is far above the float32 rounding of the
+# bound (a few 1e-7) and of the stepped recurrence over the steps to a peak.
 SLEEP_MARGIN = 1e-4
 
 # Length cap of the decay power tables. Longer gaps apply the last entry repeatedly.
@@ -104,7 +104,7 @@ class FastLayer(NamedTuple):
 
     transposed: bool
     # Weight vector over output channels for every (input channel, tap row, tap column),
-    # float32 (in_channels, 3 * tap_row_stride): each tap row holds 3 * out_channels weights,
+    # float32 (in_channels, 3 * tap_row_stride): each tap row contains 3 * out_channels weights,
     # contiguous over tap column then output channel, zero-padded to SHORT_TAP_ROW when shorter.
     footprint: np.ndarray
     out_channels: int
@@ -243,11 +243,11 @@ def _tap_source(output_index, tap, transposed, input_length):
 @numba.njit(cache=True, nogil=True)
 def _input_rows(y, x, step, channel, first_step, steps, channel_bits, seen, codes, counts, fan_out,
                 input_spikes, synaptic_ops):
-    # Input spikes with first_step <= step < first_step + steps as SpikeRows (codes, counts), steps
-    # counted from first_step. Repeats of one (pixel, step, channel) collapse into one spike, as
-    # several events of one pixel and polarity in a bin do: ``seen`` (height, width << STEP_BITS),
-    # all zero between calls, holds one bit per channel while the rows are built. Also counts the
-    # spikes and synaptic operations of every step.
+    # Write the input spikes with first_step <= step < first_step + steps as SpikeRows (codes,
+    # counts), steps counted from first_step, and count the spikes and synaptic operations of
+    # every step. Repeats of one (pixel, step, channel) collapse into one spike, as several
+    # events of one pixel and polarity in a bin do. ``seen`` (height, width << STEP_BITS) is all
+    # zero between calls and marks one bit per channel while the rows are built.
     height = counts.shape[0]
     counts[:] = 0
     for index in range(y.shape[0]):
@@ -292,12 +292,12 @@ def _decay_skipped(a1, a2, r1, r2, first, count, gap, tables, last_table_entry, 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _srm_run_neurons(a1, a2, r1, r2, first, count, steps, current, current_first, current_step_stride, fired,
                      fired_range, constants, alpha_refractory):
-    # neuron.srm_step for neurons first .. first + count - 1 through ``steps`` steps, one
+    # Run neuron.srm_step for neurons first .. first + count - 1 through ``steps`` steps, one
     # float32 operation at a time. Step t reads its input at current[current_first + t *
     # current_step_stride ...] and sets it back to zero. Spike flags go to fired[t * count +
-    # offset], and fired_range[2t], fired_range[2t + 1] get the offsets of the first and the
-    # last neuron that fired in step t, (count, -1) when none. The sweep over neurons is free
-    # of branches that depend on the data, so it vectorises.
+    # offset]. fired_range[2t] and fired_range[2t + 1] get the offsets of the first and the
+    # last neuron that fired in step t, or (count, -1) when none fired. The sweep over neurons
+    # has no branch that depends on the data, so it vectorises.
     psp_decay, psp_gain = constants[0], constants[1]
     ref_decay, ref_gain, threshold = constants[2], constants[3], constants[4]
     zero = np.float32(0.0)
@@ -408,8 +408,8 @@ def _layer_pass_body(
         row_out = out_codes[row]
 
         # 1. Each input spike adds the weights of its kernel row to the output columns it
-        #    reaches, in a fixed order: input row (tap_y), then the input row's codes in their
-        #    order (which, within one step, is fixed: see SpikeRows), then tap_x.
+        #    reaches. The order is fixed: input row (tap_y), then the input row's codes (in an
+        #    order fixed within each step, see SpikeRows), then tap_x.
         for tap_y in range(KERNEL_TAPS):
             source_row = _tap_source(row, tap_y, transposed, in_height)
             if source_row < 0:
@@ -457,7 +457,7 @@ def _layer_pass_body(
                     for c in range(channels):
                         current[np.uint64(target + c)] += flat_footprint[np.uint64(tap_weights + c)]
 
-        # 2. Runs [start, stop) of active columns, in rising order.
+        # 2. Collect the runs [start, stop) of active columns, in rising order.
         run_count = 0
         for column in range(width):
             if column_listed[column] | row_awake[column]:
