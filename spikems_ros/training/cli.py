@@ -68,9 +68,9 @@ def check_start_files(args, output_dir: Path, epochs: int) -> None:
             raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
 
         # The training loop validates checkpoints the same way when it resumes.
-        from spikems_ros.training.loop import _load_checkpoint
+        from spikems_ros.training.loop import load_checkpoint
 
-        epochs_done = int(_load_checkpoint(checkpoint_path)["epoch"]) + 1
+        epochs_done = int(load_checkpoint(checkpoint_path)["epoch"]) + 1
         if epochs_done >= epochs:
             raise ValueError(
                 f"--resume: {checkpoint_path} has completed {epochs_done} epochs and the configuration sets "

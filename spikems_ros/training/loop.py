@@ -164,7 +164,7 @@ def _save_checkpoint(path: Path, network, optimizer, epoch: int, history: list, 
     temporary.replace(path)
 
 
-def _load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or foreign files
@@ -213,7 +213,7 @@ def train(config: TrainConfig, device_name: str = "cpu", resume: bool = False, i
     if resume:
         if not checkpoint_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
-        state = _load_checkpoint(checkpoint_path)
+        state = load_checkpoint(checkpoint_path)
         network.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
         first_epoch = int(state["epoch"]) + 1
