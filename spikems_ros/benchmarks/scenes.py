@@ -10,6 +10,7 @@ LOG = logging.getLogger(__name__)
 
 # Length of the generated scene. Longer streams repeat it; generation takes
 # about 6 s per second of scene at 346x260 on one core.
+# NOTE: shorter streams still generate the whole scene and cut it.
 SCENE_SECONDS = 0.5
 
 

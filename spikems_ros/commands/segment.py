@@ -400,6 +400,8 @@ def summarize(recording, events, pipeline, segment_run, *, processing_s: float, 
         "stream_duration_s": duration_s,
         "processing_s": processing_s,
         "network_s": counters.network_seconds,
+        # NOTE: processing_s includes the fast path's first-call compilation (2-4 s at
+        # 1280x720), so on files of a few seconds this factor overstates the steady cost.
         "real_time_factor": processing_s / duration_s if duration_s > 0 else None,
         "weights": str(weights_path),
         "device": args.device,
